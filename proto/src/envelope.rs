@@ -1,0 +1,145 @@
+//! Signed envelopes: the author's signature over the exact bytes that travel.
+//!
+//! An envelope carries `payload` (an encoded protobuf message), the author's
+//! public key and an ed25519 signature over `domain || payload`. The domain
+//! ([`Domain`]) names the kind of message, so a signature made for one kind
+//! can never be accepted as another. [`verify`] checks the signature *before*
+//! anyone decodes the payload.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+
+use crate::identity::{Identity, PeerId};
+use crate::pb::SignedEnvelope;
+
+/// The kind of message an envelope holds; its tag is prefixed to the payload
+/// before signing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// A `JobSpec` signed by its submitter.
+    Job,
+    /// A `ResultClaim` signed by the worker that ran the job.
+    Result,
+}
+
+impl Domain {
+    /// The domain-separation prefix (ends with a NUL so no tag is a prefix of
+    /// another).
+    pub fn tag(self) -> &'static [u8] {
+        match self {
+            Domain::Job => b"peergrid/job/v1\0",
+            Domain::Result => b"peergrid/result/v1\0",
+        }
+    }
+
+    fn message(self, payload: &[u8]) -> Vec<u8> {
+        let tag = self.tag();
+        let mut message = Vec::with_capacity(tag.len() + payload.len());
+        message.extend_from_slice(tag);
+        message.extend_from_slice(payload);
+        message
+    }
+}
+
+/// Signs `payload` as a message of kind `domain`.
+pub fn sign(author: &Identity, domain: Domain, payload: Vec<u8>) -> SignedEnvelope {
+    let signature = author.sign_raw(&domain.message(&payload));
+    SignedEnvelope {
+        payload,
+        public_key: author.public_key().to_vec(),
+        signature: signature.to_vec(),
+    }
+}
+
+/// An envelope whose signature checked out.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'a> {
+    /// The peer id of the key that signed.
+    pub signer: PeerId,
+    /// The signed payload, still encoded.
+    pub payload: &'a [u8],
+}
+
+/// Checks the envelope's signature for `domain`; returns the signer and the
+/// still-encoded payload.
+pub fn verify(envelope: &SignedEnvelope, domain: Domain) -> Result<Verified<'_>, EnvelopeError> {
+    let key: [u8; 32] = envelope
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| EnvelopeError::BadPublicKey(envelope.public_key.len()))?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| EnvelopeError::InvalidPublicKey)?;
+    let signature = Signature::from_slice(&envelope.signature)
+        .map_err(|_| EnvelopeError::BadSignatureLength(envelope.signature.len()))?;
+    key.verify_strict(&domain.message(&envelope.payload), &signature)
+        .map_err(|_| EnvelopeError::BadSignature(domain))?;
+    Ok(Verified {
+        signer: PeerId::from_public_key(&key),
+        payload: &envelope.payload,
+    })
+}
+
+/// Why an envelope was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    /// The public key field is not 32 bytes.
+    #[error("envelope public key is {0} bytes, expected 32")]
+    BadPublicKey(usize),
+    /// The public key bytes are not a valid ed25519 point.
+    #[error("envelope public key is not a valid ed25519 key")]
+    InvalidPublicKey,
+    /// The signature field is not 64 bytes.
+    #[error("envelope signature is {0} bytes, expected 64")]
+    BadSignatureLength(usize),
+    /// The signature does not verify for this domain and payload.
+    #[error("envelope signature does not verify as a {0:?} message")]
+    BadSignature(Domain),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tampered_payload_fails() {
+        let id = Identity::generate();
+        let mut env = sign(&id, Domain::Job, vec![1, 2, 3]);
+        env.payload[0] ^= 1;
+        assert_eq!(
+            verify(&env, Domain::Job).unwrap_err(),
+            EnvelopeError::BadSignature(Domain::Job)
+        );
+    }
+
+    #[test]
+    fn other_domain_fails() {
+        let id = Identity::generate();
+        let env = sign(&id, Domain::Result, vec![9; 40]);
+        assert!(verify(&env, Domain::Result).is_ok());
+        assert!(verify(&env, Domain::Job).is_err());
+    }
+
+    #[test]
+    fn swapped_key_fails() {
+        let (a, b) = (Identity::generate(), Identity::generate());
+        let mut env = sign(&a, Domain::Job, vec![7; 10]);
+        env.public_key = b.public_key().to_vec();
+        assert!(verify(&env, Domain::Job).is_err());
+    }
+
+    #[test]
+    fn malformed_fields_are_named() {
+        let id = Identity::generate();
+        let mut env = sign(&id, Domain::Job, vec![]);
+        env.signature.truncate(10);
+        assert_eq!(
+            verify(&env, Domain::Job).unwrap_err(),
+            EnvelopeError::BadSignatureLength(10)
+        );
+        env.public_key = vec![0; 5];
+        assert_eq!(
+            verify(&env, Domain::Job).unwrap_err(),
+            EnvelopeError::BadPublicKey(5)
+        );
+    }
+}

@@ -1,0 +1,40 @@
+//! # peergrid-proto: what travels between peergrid nodes
+//!
+//! This crate is the wire format of peergrid and the cryptography that makes
+//! every message attributable to its author:
+//!
+//! - [`pb`]: the protobuf messages and the tonic client/server of the
+//!   `peergrid.v1.Worker` service, generated from `peergrid/v1/*.proto`.
+//! - [`identity`]: a node's ed25519 [`Identity`] and its [`PeerId`]
+//!   (SHA-256 of the public key), stored on disk with mode 0600.
+//! - [`envelope`]: signing and verifying [`pb::SignedEnvelope`]s with a
+//!   domain-separation prefix per message kind ([`Domain`]), so that a signed
+//!   job can never be replayed as a signed result.
+//!
+//! Signatures cover the exact bytes that travel; a receiver verifies before
+//! it decodes and never re-encodes to verify.
+//!
+//! ```
+//! use peergrid_proto::{Domain, Identity, envelope};
+//!
+//! let author = Identity::generate();
+//! let signed = envelope::sign(&author, Domain::Job, b"encoded JobSpec".to_vec());
+//! let verified = envelope::verify(&signed, Domain::Job).unwrap();
+//! assert_eq!(verified.signer, author.peer_id());
+//! assert!(envelope::verify(&signed, Domain::Result).is_err());
+//! ```
+#![deny(missing_docs)]
+
+pub mod envelope;
+pub mod hash;
+pub mod identity;
+
+/// Generated protobuf and gRPC code for `peergrid.v1`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("peergrid.v1");
+}
+
+pub use envelope::{Domain, EnvelopeError, Verified};
+pub use hash::{Sha256Hash, sha256};
+pub use identity::{Identity, IdentityError, PeerId};
