@@ -1,0 +1,135 @@
+//! A connection to one worker: the four RPCs of `peergrid.v1.Worker`, with
+//! message limits, timeouts and chunked module upload.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use peergrid_proto::{PeerId, Sha256Hash, pb};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::error::WorkerError;
+
+/// Size of one module upload chunk.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
+/// Largest gRPC message this client sends or accepts (a job's stdin, or a
+/// result with its stdout and stderr). Modules travel in chunks, not whole.
+pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
+
+/// A connected client of one worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConn {
+    addr: String,
+    client: pb::worker_client::WorkerClient<Channel>,
+}
+
+/// A worker's answer to `Hello`, checked.
+#[derive(Debug, Clone)]
+pub struct WorkerInfo {
+    /// Its peer id (from the public key it presented).
+    pub peer: PeerId,
+    /// The raw answer.
+    pub hello: pb::HelloResponse,
+}
+
+impl WorkerConn {
+    /// Connects to `addr` (`host:port`, or a full `http://` URI).
+    pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Self, WorkerError> {
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|e| WorkerError::Unreachable(format!("bad address {addr:?}: {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| WorkerError::Unreachable(format!("{addr}: {}", error_chain(&e))))?;
+        let client = pb::worker_client::WorkerClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        Ok(Self {
+            addr: addr.to_string(),
+            client,
+        })
+    }
+
+    /// The address this connection dials.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Asks the worker who it is and what it has free.
+    pub async fn hello(&self) -> Result<WorkerInfo, WorkerError> {
+        let hello = self
+            .client
+            .clone()
+            .hello(pb::HelloRequest {})
+            .await
+            .map_err(|s| WorkerError::from_status(&s))?
+            .into_inner();
+        let peer = PeerId::from_public_key_bytes(&hello.public_key).ok_or_else(|| {
+            WorkerError::Protocol("hello carried an invalid public key".to_string())
+        })?;
+        Ok(WorkerInfo { peer, hello })
+    }
+
+    /// Uploads a module in [`CHUNK_BYTES`] chunks, streamed lazily from the
+    /// shared bytes (no copy of the whole module is made).
+    pub async fn put_module(&self, hash: Sha256Hash, module: Arc<[u8]>) -> Result<(), WorkerError> {
+        let total = module.len();
+        let chunks = total.div_ceil(CHUNK_BYTES).max(1);
+        let stream = futures::stream::iter((0..chunks).map(move |i| {
+            let start = i * CHUNK_BYTES;
+            let end = (start + CHUNK_BYTES).min(total);
+            pb::ModuleChunk {
+                header: (i == 0).then(|| pb::ModuleHeader {
+                    module_sha256: hash.to_vec(),
+                    total_size: total as u64,
+                }),
+                data: module[start..end].to_vec(),
+            }
+        }));
+        let reply = self
+            .client
+            .clone()
+            .put_module(stream)
+            .await
+            .map_err(|s| WorkerError::from_status(&s))?
+            .into_inner();
+        if reply.module_sha256 != hash {
+            return Err(WorkerError::Protocol(
+                "worker stored the module under another hash".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends a signed job envelope.
+    pub async fn execute(
+        &self,
+        job: pb::SignedEnvelope,
+    ) -> Result<pb::ExecuteResponse, tonic::Status> {
+        self.client
+            .clone()
+            .execute(pb::ExecuteRequest { job: Some(job) })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+}
+
+/// An error and its sources on one line.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

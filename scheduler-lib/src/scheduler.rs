@@ -1,0 +1,550 @@
+//! The scheduler: signs a job, places its replicas on workers, collects and
+//! verifies their results and returns the quorum's verdict.
+//!
+//! Decisions are made by the pure [`placement`](crate::placement) and
+//! [`quorum`](crate::quorum) modules; this module only moves bytes and keeps
+//! time. One [`Scheduler`] is meant to live as long as the service that
+//! embeds it: it keeps connections to workers open across jobs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peergrid_proto::hash::hash_from_slice;
+use peergrid_proto::{Identity, PeerId, pb};
+use tokio::task::JoinSet;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::client::{WorkerConn, WorkerInfo};
+use crate::error::{SchedulerError, WorkerError};
+use crate::job::{Job, Submission};
+use crate::limits::Limits;
+use crate::outcome::JobFailure;
+use crate::placement::{self, Candidate};
+use crate::quorum::{Tally, TallyState};
+use crate::result::{Expected, VerifiedResult, verify_result};
+use crate::verdict::{AgreedOutput, JobReport, Verdict, WorkerFailure, WorkerRun};
+
+/// Knobs of a [`Scheduler`].
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Worker addresses (`host:port`) this scheduler may use.
+    pub peers: Vec<String>,
+    /// How long to wait for a TCP/HTTP2 connection to a worker.
+    pub connect_timeout: Duration,
+    /// How long one job may take from submit to verdict, uploads included.
+    pub job_timeout: Duration,
+    /// Extra workers tried, beyond the k first placed, when some fail to
+    /// answer (unreachable, busy, invalid result).
+    pub max_replacements: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            connect_timeout: Duration::from_secs(3),
+            job_timeout: Duration::from_secs(300),
+            max_replacements: 3,
+        }
+    }
+}
+
+/// Submits jobs to the grid and verifies their results. Cheap to share
+/// behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Scheduler {
+    identity: Identity,
+    config: SchedulerConfig,
+    conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
+    placed: Mutex<HashMap<PeerId, u64>>,
+}
+
+/// A worker that answered `Hello`, with its connection.
+#[derive(Debug, Clone)]
+pub struct LiveWorker {
+    /// The connection.
+    pub conn: WorkerConn,
+    /// What it said about itself.
+    pub info: WorkerInfo,
+}
+
+struct Attempt {
+    addr: String,
+    peer: PeerId,
+    started: Instant,
+    outcome: Result<VerifiedResult, WorkerError>,
+}
+
+/// The state of one job's replicas while they run.
+struct Round<'a> {
+    scheduler: &'a Scheduler,
+    job: Arc<Job>,
+    submission: &'a Submission,
+    live: &'a [LiveWorker],
+    candidates: &'a [Candidate],
+    deadline: tokio::time::Instant,
+    tally: Tally,
+    tried: HashSet<PeerId>,
+    running_addrs: HashSet<String>,
+    replacements_left: usize,
+    runs: Vec<(WorkerRun, VerifiedResult)>,
+    failures: Vec<WorkerFailure>,
+    set: JoinSet<Attempt>,
+}
+
+impl Round<'_> {
+    /// Places up to `count` replicas on workers not tried yet; returns how
+    /// many were placed.
+    fn place(&mut self, count: usize) -> usize {
+        let chosen = placement::choose(
+            self.candidates,
+            count,
+            &self.submission.job_id,
+            &self.tried,
+            &self.running_addrs,
+        );
+        for &i in &chosen {
+            self.scheduler.spawn_attempt(
+                &mut self.set,
+                &self.live[i],
+                &self.job,
+                self.submission,
+                self.deadline,
+            );
+            self.tried.insert(self.candidates[i].peer);
+            self.running_addrs.insert(self.candidates[i].addr.clone());
+        }
+        chosen.len()
+    }
+
+    /// Records a failed replica and places a replacement while the budget
+    /// and unused workers last; otherwise the slot ends without a vote.
+    fn fail_or_replace(&mut self, failure: WorkerFailure) {
+        warn!(addr = %failure.addr, error = %failure.error, "replica failed");
+        self.failures.push(failure);
+        if self.replacements_left > 0 && self.place(1) == 1 {
+            self.replacements_left -= 1;
+            info!("placed a replacement replica");
+        } else {
+            self.tally.slot_failed();
+        }
+    }
+
+    /// Collects answers until every slot has ended or the deadline passes.
+    async fn collect(&mut self) {
+        while !self.tally.is_complete() {
+            let joined = tokio::select! {
+                joined = self.set.join_next() => joined,
+                () = tokio::time::sleep_until(self.deadline) => None,
+            };
+            let Some(joined) = joined else { break };
+            let attempt = match joined {
+                Ok(a) => a,
+                Err(e) => {
+                    warn!(error = %e, "attempt task failed");
+                    self.tally.slot_failed();
+                    continue;
+                }
+            };
+            self.running_addrs.remove(&attempt.addr);
+            let failure = |error| WorkerFailure {
+                worker: Some(attempt.peer),
+                addr: attempt.addr.clone(),
+                error,
+            };
+            match attempt.outcome {
+                Ok(verified) if verified.result == Err(JobFailure::Timeout) => {
+                    self.fail_or_replace(failure(WorkerError::WallClockTimeout));
+                }
+                Ok(verified) => {
+                    debug!(worker = %attempt.peer.short(), key = ?verified.key, "verified result");
+                    self.tally.vote(attempt.peer, verified.key);
+                    let run = WorkerRun {
+                        worker: attempt.peer,
+                        addr: attempt.addr.clone(),
+                        result: verified.result.clone(),
+                        output_sha256: hash_from_slice(&verified.claim.output_sha256)
+                            .unwrap_or_default(),
+                        fuel_used: verified.claim.fuel_used,
+                        wall_time: Duration::from_micros(verified.claim.wall_time_us),
+                        round_trip: attempt.started.elapsed(),
+                        signed_claim: verified.envelope.clone(),
+                    };
+                    self.runs.push((run, verified));
+                }
+                Err(error) => self.fail_or_replace(failure(error)),
+            }
+        }
+        // Whatever is still running missed the deadline.
+        self.set.abort_all();
+        while self.tally.open_slots() > 0 {
+            self.tally.slot_failed();
+            self.failures.push(WorkerFailure {
+                worker: None,
+                addr: "(still running at the deadline)".into(),
+                error: WorkerError::TimedOut(self.scheduler.config.job_timeout),
+            });
+        }
+    }
+}
+
+impl Scheduler {
+    /// A scheduler that signs jobs as `identity`.
+    pub fn new(identity: Identity, config: SchedulerConfig) -> Self {
+        Self {
+            identity,
+            config,
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+            placed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The submitter's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Asks every configured peer who it is and what it has free, in
+    /// parallel. Returns the live ones and one line per peer that failed.
+    pub async fn survey(&self) -> (Vec<LiveWorker>, Vec<String>) {
+        let mut set = JoinSet::new();
+        for addr in self.config.peers.iter().cloned() {
+            let conn = self.conns.lock().await.get(&addr).cloned();
+            let timeout = self.config.connect_timeout;
+            set.spawn(async move {
+                let conn = match conn {
+                    Some(c) => c,
+                    None => WorkerConn::connect(&addr, timeout)
+                        .await
+                        .map_err(|e| (addr.clone(), e))?,
+                };
+                match tokio::time::timeout(timeout, conn.hello()).await {
+                    Ok(Ok(info)) => Ok(LiveWorker { conn, info }),
+                    Ok(Err(e)) => Err((addr, e)),
+                    Err(_) => Err((addr, WorkerError::TimedOut(timeout))),
+                }
+            });
+        }
+        let mut live = Vec::new();
+        let mut problems = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(Ok(worker)) => {
+                    self.conns
+                        .lock()
+                        .await
+                        .insert(worker.conn.addr().to_string(), worker.conn.clone());
+                    live.push(worker);
+                }
+                Ok(Err((addr, e))) => {
+                    self.conns.lock().await.remove(&addr);
+                    problems.push(format!("{addr}: {e}"));
+                }
+                Err(e) => problems.push(format!("survey task failed: {e}")),
+            }
+        }
+        live.sort_by(|a, b| a.conn.addr().cmp(b.conn.addr()));
+        (live, problems)
+    }
+
+    /// Runs `job` on `job.replicas` independent workers and returns the
+    /// verdict of their strict majority.
+    pub async fn submit(&self, job: &Job) -> Result<JobReport, SchedulerError> {
+        let started = Instant::now();
+        if job.replicas == 0 {
+            return Err(SchedulerError::InvalidJob(
+                "replicas must be at least 1".into(),
+            ));
+        }
+        if job.module().is_empty() {
+            return Err(SchedulerError::InvalidJob("module is empty".into()));
+        }
+        let submission = Submission::new(job, self.config.job_timeout + Duration::from_secs(30));
+        let span = info_span!("job", id = %hex::encode(&submission.job_id[..6]));
+        async move {
+            let (live, mut reasons) = self.survey().await;
+            let known = self.config.peers.len();
+            let candidates = self.candidates(job, &live, &mut reasons);
+            // Distinct peers on distinct addresses that admit the job.
+            let usable = placement::choose(
+                &candidates,
+                candidates.len(),
+                &submission.job_id,
+                &HashSet::new(),
+                &HashSet::new(),
+            )
+            .len();
+            if usable < job.replicas {
+                return Err(SchedulerError::NotEnoughWorkers {
+                    needed: job.replicas,
+                    usable,
+                    known,
+                    reasons,
+                });
+            }
+            let verdict = self
+                .run_replicas(job, &submission, &live, &candidates)
+                .await;
+            let report = JobReport {
+                job_id: submission.job_id,
+                verdict,
+                elapsed: started.elapsed(),
+            };
+            log_verdict(&report);
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn candidates(
+        &self,
+        job: &Job,
+        live: &[LiveWorker],
+        reasons: &mut Vec<String>,
+    ) -> Vec<Candidate> {
+        let placed = self.placed.lock().map(|p| p.clone()).unwrap_or_default();
+        live.iter()
+            .map(|w| {
+                let refusal = refusal_reason(job, &w.info.hello);
+                if let Some(r) = &refusal {
+                    reasons.push(format!("{} ({}): {r}", w.conn.addr(), w.info.peer.short()));
+                }
+                Candidate {
+                    peer: w.info.peer,
+                    addr: w.conn.addr().to_string(),
+                    free_slots: w.info.hello.free_slots,
+                    placed: placed.get(&w.info.peer).copied().unwrap_or(0),
+                    admits_job: refusal.is_none(),
+                }
+            })
+            .collect()
+    }
+
+    async fn run_replicas(
+        &self,
+        job: &Job,
+        submission: &Submission,
+        live: &[LiveWorker],
+        candidates: &[Candidate],
+    ) -> Verdict {
+        let mut round = Round {
+            scheduler: self,
+            job: Arc::new(job.clone()),
+            submission,
+            live,
+            candidates,
+            deadline: tokio::time::Instant::now() + self.config.job_timeout,
+            tally: Tally::new(job.replicas),
+            tried: HashSet::new(),
+            running_addrs: HashSet::new(),
+            replacements_left: self.config.max_replacements,
+            runs: Vec::new(),
+            failures: Vec::new(),
+            set: JoinSet::new(),
+        };
+        round.place(job.replicas);
+        round.collect().await;
+        build_verdict(&round.tally, round.runs, round.failures)
+    }
+
+    fn spawn_attempt(
+        &self,
+        set: &mut JoinSet<Attempt>,
+        worker: &LiveWorker,
+        job: &Arc<Job>,
+        submission: &Submission,
+        deadline: tokio::time::Instant,
+    ) {
+        if let Ok(mut placed) = self.placed.lock() {
+            *placed.entry(worker.info.peer).or_default() += 1;
+        }
+        let (envelope, nonce) = submission.envelope_for(job, &self.identity, worker.info.peer);
+        let conn = worker.conn.clone();
+        let peer = worker.info.peer;
+        let job = Arc::clone(job);
+        let job_id = submission.job_id;
+        let input_hash = submission.input_hash;
+        let span = info_span!("replica", worker = %peer.short(), addr = %conn.addr());
+        set.spawn(
+            async move {
+                let started = Instant::now();
+                let expected = Expected {
+                    worker: peer,
+                    job_id: &job_id,
+                    nonce: &nonce,
+                    module_hash: &job.module_hash(),
+                    input_hash: &input_hash,
+                };
+                let outcome = match tokio::time::timeout_at(
+                    deadline,
+                    attempt(&conn, &job, envelope, &expected, deadline),
+                )
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(WorkerError::TimedOut(started.elapsed())),
+                };
+                Attempt {
+                    addr: conn.addr().to_string(),
+                    peer,
+                    started,
+                    outcome,
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+/// Why this worker cannot take this job, from what it advertised.
+fn refusal_reason(job: &Job, hello: &pb::HelloResponse) -> Option<String> {
+    if hello.max_module_bytes > 0 && job.module().len() as u64 > hello.max_module_bytes {
+        return Some(format!(
+            "module is {} bytes, worker accepts at most {}",
+            job.module().len(),
+            hello.max_module_bytes
+        ));
+    }
+    if hello.max_input_bytes > 0 && job.input_size() > hello.max_input_bytes {
+        return Some(format!(
+            "input is {} bytes, worker accepts at most {}",
+            job.input_size(),
+            hello.max_input_bytes
+        ));
+    }
+    let max = hello.max_limits.as_ref().map(|m| {
+        Limits::from_pb(
+            m,
+            &Limits {
+                fuel: u64::MAX,
+                memory_bytes: u64::MAX,
+                wall_time: Duration::MAX,
+                max_output_bytes: u64::MAX,
+                max_stderr_bytes: u64::MAX,
+            },
+        )
+    })?;
+    job.limits.exceeds(&max).map(|e| format!("job limit {e}"))
+}
+
+/// One replica on one worker: execute, uploading the module on a miss and
+/// waiting out "busy" answers until the deadline; then verify the answer.
+async fn attempt(
+    conn: &WorkerConn,
+    job: &Job,
+    envelope: pb::SignedEnvelope,
+    expected: &Expected<'_>,
+    deadline: tokio::time::Instant,
+) -> Result<VerifiedResult, WorkerError> {
+    let mut uploaded = false;
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        match conn.execute(envelope.clone()).await {
+            Ok(reply) => match reply.reply {
+                Some(pb::execute_response::Reply::Result(signed)) => {
+                    return Ok(verify_result(signed, reply.output, reply.stderr, expected)?);
+                }
+                Some(pb::execute_response::Reply::MissingModule(hash)) => {
+                    if uploaded || hash != job.module_hash() {
+                        return Err(WorkerError::Protocol(
+                            "worker asked for a module it was already sent, or another one".into(),
+                        ));
+                    }
+                    debug!(bytes = job.module().len(), "uploading module");
+                    conn.put_module(job.module_hash(), Arc::clone(job.module()))
+                        .await?;
+                    uploaded = true;
+                }
+                None => return Err(WorkerError::Protocol("empty execute reply".into())),
+            },
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                if tokio::time::Instant::now() + backoff >= deadline {
+                    return Err(WorkerError::Busy);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(status) => return Err(WorkerError::from_status(&status)),
+        }
+    }
+}
+
+fn build_verdict(
+    tally: &Tally,
+    runs: Vec<(WorkerRun, VerifiedResult)>,
+    failed_workers: Vec<WorkerFailure>,
+) -> Verdict {
+    match tally.state() {
+        TallyState::Majority(key) => {
+            let mut agreeing = Vec::new();
+            let mut dissenting = Vec::new();
+            let mut output: Option<AgreedOutput> = None;
+            for (run, verified) in runs {
+                if verified.key == key {
+                    match &mut output {
+                        Some(o) => o.fuel_used = o.fuel_used.min(run.fuel_used),
+                        None => {
+                            output = Some(AgreedOutput {
+                                result: verified.result,
+                                stdout: verified.output,
+                                stderr: verified.stderr,
+                                fuel_used: run.fuel_used,
+                            })
+                        }
+                    }
+                    agreeing.push(run);
+                } else {
+                    dissenting.push(run);
+                }
+            }
+            match output {
+                Some(output) => Verdict::Accepted {
+                    output,
+                    agreeing_workers: agreeing,
+                    dissenting_workers: dissenting,
+                    failed_workers,
+                },
+                None => Verdict::NoQuorum {
+                    needed: tally.needed(),
+                    runs: agreeing.into_iter().chain(dissenting).collect(),
+                    failed_workers,
+                },
+            }
+        }
+        TallyState::Pending | TallyState::NoQuorum => Verdict::NoQuorum {
+            needed: tally.needed(),
+            runs: runs.into_iter().map(|(r, _)| r).collect(),
+            failed_workers,
+        },
+    }
+}
+
+fn log_verdict(report: &JobReport) {
+    match &report.verdict {
+        Verdict::Accepted {
+            output,
+            agreeing_workers,
+            dissenting_workers,
+            failed_workers,
+        } => info!(
+            agreed = agreeing_workers.len(),
+            dissented = dissenting_workers.len(),
+            failed = failed_workers.len(),
+            fuel = output.fuel_used,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "accepted"
+        ),
+        Verdict::NoQuorum {
+            runs,
+            failed_workers,
+            ..
+        } => warn!(
+            runs = runs.len(),
+            failed = failed_workers.len(),
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            "no quorum"
+        ),
+    }
+}
