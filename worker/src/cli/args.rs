@@ -1,0 +1,214 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// peergrid: a peer-to-peer compute grid for WASM jobs, verified by quorum.
+#[derive(Debug, Parser)]
+#[command(name = "peergrid", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr (RUST_LOG sets the level, e.g. RUST_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create this machine's node identity (if absent) and print its peer id.
+    Keygen(KeygenArgs),
+    /// Run a worker node: serve jobs to other peers.
+    Node(NodeArgs),
+    /// Run a job on k workers and print the output a majority agreed on.
+    Submit(SubmitArgs),
+    /// Run a job locally in the same sandbox (the reference result).
+    Run(RunArgs),
+    /// Start a local grid with one cheating node, run the example jobs, and
+    /// show the cheater being caught. No set-up needed.
+    #[cfg(feature = "demo")]
+    Demo(DemoArgs),
+}
+
+/// `peergrid keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Data directory (default: the user's data dir, e.g. ~/.local/share/peergrid).
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `peergrid node`.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// Address to serve gRPC on.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// Other nodes to greet at start (host:port); repeatable.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Concurrent jobs (default: cores - 1, at least 1).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Data directory (default: the user's data dir).
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Limits shared by `submit` and `run`.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Fuel (instruction budget) for the job.
+    #[arg(long, default_value_t = 10_000_000_000)]
+    pub fuel: u64,
+    /// Memory cap for the job, in MiB.
+    #[arg(long, default_value_t = 256)]
+    pub memory_mib: u64,
+    /// Wall-clock limit per run (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = humantime_duration)]
+    pub wall_time: Duration,
+    /// Largest stdout accepted, in KiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_output_kib: u64,
+}
+
+/// `peergrid submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The WASM module (a WASI command).
+    pub module: PathBuf,
+    /// File to use as the job's stdin, or `-` for this process's stdin.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Workers that must run the job (k); a strict majority must agree.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+    /// Worker addresses (host:port); repeatable.
+    #[arg(long = "peer", required = true)]
+    pub peers: Vec<String>,
+    /// Give up after this long (e.g. 5m).
+    #[arg(long, default_value = "5m", value_parser = humantime_duration)]
+    pub timeout: Duration,
+    /// Data directory holding the submitter's identity.
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Job limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Program arguments for the job (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// `peergrid run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The WASM module (a WASI command).
+    pub module: PathBuf,
+    /// File to use as the job's stdin, or `-` for this process's stdin.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Job limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Reproduce a submitted job exactly: its job id (64 hex digits) seeds
+    /// the WASI random source as on the workers (default: all zeros).
+    #[arg(long, value_parser = parse_job_id)]
+    pub job_id: Option<[u8; 32]>,
+    /// Start of the job's virtual wall clock, ns since the Unix epoch.
+    #[arg(long, default_value_t = 0)]
+    pub clock_ns: u64,
+    /// Program arguments for the job (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+fn parse_job_id(text: &str) -> Result<[u8; 32], String> {
+    let mut id = [0u8; 32];
+    hex::decode_to_slice(text, &mut id)
+        .map_err(|e| format!("job id must be 64 hex digits: {e}"))?;
+    Ok(id)
+}
+
+/// `peergrid demo`.
+#[cfg(feature = "demo")]
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Honest nodes to start (the demo adds one cheater).
+    #[arg(long, default_value_t = 3)]
+    pub honest: usize,
+    /// Replicas per job.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
+}
+
+/// Parses durations like `250ms`, `30s`, `5m`, `1h` (a bare number is seconds).
+pub fn humantime_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 500ms or 5m"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+impl LimitArgs {
+    /// The job limits these flags describe.
+    pub fn limits(&self) -> scheduler_lib::Limits {
+        scheduler_lib::Limits {
+            fuel: self.fuel,
+            memory_bytes: self.memory_mib << 20,
+            wall_time: self.wall_time,
+            max_output_bytes: self.max_output_kib << 10,
+            ..scheduler_lib::Limits::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(humantime_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(humantime_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(humantime_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(humantime_duration("5 parsecs").is_err());
+        assert!(humantime_duration("").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

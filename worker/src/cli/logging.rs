@@ -1,0 +1,22 @@
+//! Logging to stderr through `tracing`; `RUST_LOG` sets the filter.
+
+use tracing_subscriber::EnvFilter;
+
+use super::args::{Cli, Command, LogFormat};
+
+/// Installs the subscriber. A node logs at `info` by default (one line per
+/// job); the other commands only warn, so their stdout/stderr stay readable.
+pub fn init(cli: &Cli) {
+    let default = match cli.command {
+        Command::Node(_) => "info",
+        _ => "warn",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

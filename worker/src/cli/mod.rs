@@ -1,0 +1,78 @@
+//! The `peergrid` subcommands and what they share.
+//!
+//! Exit codes: 0 success; 1 error (bad file, no usable workers, …);
+//! 2 usage error; 3 no quorum (nothing accepted); 4 a quorum agreed that the
+//! job itself failed (out of fuel, trap, non-zero exit, …).
+
+pub mod args;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod keygen;
+pub mod logging;
+pub mod node;
+pub mod report;
+pub mod run;
+pub mod submit;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use args::{Cli, Command};
+
+/// A general error.
+pub const EXIT_ERROR: u8 = 1;
+/// No result reached a strict majority.
+pub const EXIT_NO_QUORUM: u8 = 3;
+/// The job failed (as agreed by a quorum, or locally for `run`).
+pub const EXIT_JOB_FAILED: u8 = 4;
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Keygen(a) => keygen::run(&data_dir(a.data_dir)?),
+        Command::Node(a) => runtime()?.block_on(node::run(a)),
+        Command::Submit(a) => runtime()?.block_on(submit::run(a)),
+        Command::Run(a) => run::run(a),
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => runtime()?.block_on(demo::run(a)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The data directory: the flag, else the user's data dir for peergrid.
+pub fn data_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        return Ok(dir);
+    }
+    directories::ProjectDirs::from("org", "peergrid", "peergrid")
+        .map(|d| d.data_dir().to_path_buf())
+        .context("no home directory to put the data dir in; pass --data-dir")
+}
+
+/// Reads a file, or stdin for `-`.
+pub fn read_input(path: Option<&PathBuf>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    match path {
+        None => Ok(Vec::new()),
+        Some(p) if p.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("reading input from stdin")?;
+            Ok(bytes)
+        }
+        Some(p) => std::fs::read(p).with_context(|| format!("reading input file {}", p.display())),
+    }
+}
+
+/// Reads a module file, with a clear error if it is missing.
+pub fn read_module(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading module {}", path.display()))
+}

@@ -1,0 +1,101 @@
+//! Human-readable summaries of verdicts, shared by `submit` and `demo`.
+
+use std::fmt::Write;
+
+use peergrid_proto::PeerId;
+use scheduler_lib::{JobReport, Verdict, WorkerRun};
+
+/// How to name a worker in a summary.
+pub type Namer<'a> = &'a dyn Fn(&PeerId, &str) -> String;
+
+/// The default namer: short peer id and address.
+pub fn by_id(peer: &PeerId, addr: &str) -> String {
+    format!("{} ({addr})", peer.short())
+}
+
+fn run_line(run: &WorkerRun, name: Namer<'_>) -> String {
+    let result = match &run.result {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    format!(
+        "{}: {result}, output {}, fuel {}, {:.1} ms",
+        name(&run.worker, &run.addr),
+        hex::encode(&run.output_sha256[..6]),
+        run.fuel_used,
+        run.round_trip.as_secs_f64() * 1000.0
+    )
+}
+
+/// A multi-line summary of a report (for stderr).
+pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
+    let mut out = String::new();
+    let ms = report.elapsed.as_secs_f64() * 1000.0;
+    let id = hex::encode(&report.job_id[..6]);
+    match &report.verdict {
+        Verdict::Accepted {
+            output,
+            agreeing_workers,
+            dissenting_workers,
+            failed_workers,
+        } => {
+            let total = agreeing_workers.len() + dissenting_workers.len();
+            let _ = writeln!(
+                out,
+                "job {id}: ACCEPTED by {} of {total} workers in {ms:.1} ms (fuel {})",
+                agreeing_workers.len(),
+                output.fuel_used
+            );
+            if let Err(e) = &output.result {
+                let _ = writeln!(out, "  the job itself failed on every agreeing worker: {e}");
+            }
+            for r in agreeing_workers {
+                let _ = writeln!(out, "  agreed     {}", run_line(r, name));
+            }
+            for r in dissenting_workers {
+                let _ = writeln!(
+                    out,
+                    "  DISSENTED  {}  <- caught: signed a different result",
+                    run_line(r, name)
+                );
+            }
+            for f in failed_workers {
+                let _ = writeln!(
+                    out,
+                    "  failed     {}: {}",
+                    worker_name(f.worker.as_ref(), &f.addr, name),
+                    f.error
+                );
+            }
+        }
+        Verdict::NoQuorum {
+            needed,
+            runs,
+            failed_workers,
+        } => {
+            let _ = writeln!(
+                out,
+                "job {id}: NO QUORUM after {ms:.1} ms: no result had the {needed} agreeing workers needed; nothing accepted"
+            );
+            for r in runs {
+                let _ = writeln!(out, "  voted      {}", run_line(r, name));
+            }
+            for f in failed_workers {
+                let _ = writeln!(
+                    out,
+                    "  failed     {}: {}",
+                    worker_name(f.worker.as_ref(), &f.addr, name),
+                    f.error
+                );
+            }
+        }
+    }
+    out
+}
+
+fn worker_name(peer: Option<&PeerId>, addr: &str, name: Namer<'_>) -> String {
+    match peer {
+        Some(p) => name(p, addr),
+        None => addr.to_string(),
+    }
+}

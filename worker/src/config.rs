@@ -1,0 +1,60 @@
+//! The knobs of a node, in one place.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use scheduler_lib::Limits;
+
+/// Everything a node needs to run; [`NodeConfig::new`] gives safe defaults.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Where the identity key and the module store live.
+    pub data_dir: PathBuf,
+    /// Concurrent jobs (threads in the job pool).
+    pub slots: usize,
+    /// Limits for fields a job leaves at zero.
+    pub default_limits: Limits,
+    /// The most one job may ask for; larger requests are refused.
+    pub max_limits: Limits,
+    /// Largest module accepted, in bytes.
+    pub max_module_bytes: u64,
+    /// Largest job input (stdin + args) accepted, in bytes.
+    pub max_input_bytes: u64,
+    /// Concurrent module uploads.
+    pub max_concurrent_uploads: usize,
+    /// Live job envelopes remembered for replay protection.
+    pub replay_capacity: usize,
+    /// Engine settings of the sandbox.
+    pub sandbox: peergrid_sandbox::Config,
+    /// Deliberate misbehaviour (demo and tests only).
+    #[cfg(feature = "fault-injection")]
+    pub fault: Option<crate::fault::Fault>,
+}
+
+impl NodeConfig {
+    /// Defaults for a node keeping its state in `data_dir`: one slot per
+    /// core minus one for the machine's owner, 512 MiB and 10 minutes per job
+    /// at most, modules up to 256 MiB.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            data_dir: data_dir.into(),
+            slots: cores.saturating_sub(1).max(1),
+            default_limits: Limits::default(),
+            max_limits: Limits {
+                fuel: 1_000_000_000_000,
+                memory_bytes: 512 << 20,
+                wall_time: Duration::from_secs(600),
+                max_output_bytes: 64 << 20,
+                max_stderr_bytes: 1 << 20,
+            },
+            max_module_bytes: 256 << 20,
+            max_input_bytes: 16 << 20,
+            max_concurrent_uploads: 4,
+            replay_capacity: 1_000_000,
+            sandbox: peergrid_sandbox::Config::default(),
+            #[cfg(feature = "fault-injection")]
+            fault: None,
+        }
+    }
+}

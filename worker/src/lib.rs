@@ -1,0 +1,39 @@
+//! # peergrid-worker: the peergrid node
+//!
+//! A node serves the `peergrid.v1.Worker` gRPC service: it tells submitters
+//! who it is and what it has free ([`Hello`](peergrid_proto::pb::HelloRequest)),
+//! receives WASM modules in chunks into a content-addressed on-disk
+//! [`store`], admits signed job envelopes ([`admission`]: signature, address,
+//! limits, freshness via [`replay`]), runs them on a bounded pool of job
+//! threads ([`pool`]) inside the wasmtime sandbox, and answers with a result
+//! claim signed by its own identity.
+//!
+//! The `peergrid` binary in this crate is a thin command line over this
+//! library and [`scheduler_lib`].
+//!
+//! ```no_run
+//! use peergrid_proto::Identity;
+//! use peergrid_worker::{Node, NodeConfig};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Node::new(Identity::generate(), NodeConfig::new("/tmp/peergrid-node"))?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! println!("serving on {}", listener.local_addr()?);
+//! node.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod admission;
+pub mod config;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+pub mod local_grid;
+pub mod node;
+pub mod pool;
+pub mod replay;
+pub mod store;
+
+pub use config::NodeConfig;
+pub use local_grid::{GridNode, LocalGrid};
+pub use node::{Node, NodeError, NodeStats, WorkerService};

@@ -1,0 +1,452 @@
+//! A peergrid node: the `peergrid.v1.Worker` gRPC service, its job pool,
+//! module store and replay memory, and [`Node::serve`] to run it on a
+//! listener until a shutdown signal.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use peergrid_proto::{Domain, Identity, PeerId, Sha256Hash, envelope, pb, sha256};
+use peergrid_sandbox::{ExecError, Execution, JobInput, Sandbox};
+use prost::Message;
+use scheduler_lib::outcome::{JobFailure, outcome_to_claim_fields};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::admission::{AdmittedJob, Policy, admit};
+use crate::config::NodeConfig;
+use crate::pool::JobPool;
+use crate::replay::ReplayGuard;
+use crate::store::ModuleStore;
+
+/// Errors starting or running a node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The sandbox engine could not be created.
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] peergrid_sandbox::SandboxError),
+    /// The module store could not be opened.
+    #[error("{0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Threads or sockets failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Counters of what a node has done since it started.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Jobs run to a result (any outcome).
+    pub jobs_run: AtomicU64,
+    /// Jobs whose run ended in a failure outcome.
+    pub jobs_failed: AtomicU64,
+    /// Requests refused (bad signature, replay, limits, busy…).
+    pub jobs_refused: AtomicU64,
+    /// Fuel spent on jobs: the work done.
+    pub fuel_used: AtomicU64,
+    /// Modules received by upload.
+    pub modules_received: AtomicU64,
+}
+
+/// A running node's shared state. Cheap to clone behind an `Arc`.
+#[derive(Debug)]
+pub struct Node {
+    identity: Identity,
+    config: NodeConfig,
+    policy: Policy,
+    sandbox: Arc<Sandbox>,
+    pool: JobPool,
+    store: ModuleStore,
+    replay: Mutex<ReplayGuard>,
+    uploads: Semaphore,
+    stats: NodeStats,
+    started: Instant,
+}
+
+impl Node {
+    /// Builds a node with this identity and configuration: creates the
+    /// sandbox engine, the job threads and the module store.
+    pub fn new(identity: Identity, config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+        let sandbox = Arc::new(Sandbox::new(config.sandbox.clone())?);
+        let store = ModuleStore::open(&config.data_dir.join("modules"))?;
+        let pool = JobPool::new(config.slots)?;
+        Ok(Arc::new(Self {
+            policy: Policy {
+                default_limits: config.default_limits,
+                max_limits: config.max_limits,
+                max_input_bytes: config.max_input_bytes,
+            },
+            replay: Mutex::new(ReplayGuard::new(config.replay_capacity)),
+            uploads: Semaphore::new(config.max_concurrent_uploads.max(1)),
+            identity,
+            sandbox,
+            pool,
+            store,
+            stats: NodeStats::default(),
+            started: Instant::now(),
+            config,
+        }))
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    /// What the node has done so far.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The node's sandbox (module cache statistics live there).
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
+    /// Time since the node was built.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Serves gRPC (the worker service and the standard health service) on
+    /// `listener` until `shutdown` completes; in-flight calls then finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), NodeError> {
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::worker_server::WorkerServer<WorkerService>>()
+            .await;
+        let worker = pb::worker_server::WorkerServer::new(WorkerService { node: self })
+            .max_decoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES);
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_adaptive_window(Some(true))
+            .max_concurrent_streams(Some(256))
+            .concurrency_limit_per_connection(64)
+            .add_service(health_service)
+            .add_service(worker)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown,
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn refuse(&self, status: Status) -> Status {
+        self.stats.jobs_refused.fetch_add(1, Ordering::Relaxed);
+        warn!(code = ?status.code(), reason = status.message(), "refused job");
+        status
+    }
+
+    fn has_module(&self, hash: &Sha256Hash) -> bool {
+        self.sandbox.cached(hash).is_some() || self.store.has(hash)
+    }
+
+    /// Runs an admitted job on the pool and signs the claim.
+    async fn execute(
+        &self,
+        job: AdmittedJob,
+        slot: crate::pool::Slot,
+    ) -> Result<pb::ExecuteResponse, Status> {
+        let sandbox = Arc::clone(&self.sandbox);
+        let store = self.store.clone();
+        let module_hash = job.module_hash;
+        let input = JobInput {
+            args: job.spec.args.clone(),
+            stdin: job.spec.stdin.clone(),
+            seed: job_seed(&job.job_id),
+            clock_base_unix_ns: job.spec.clock_base_unix_ns,
+        };
+        let limits = sandbox_limits(&job.limits);
+        let execution = self
+            .pool
+            .run(slot, move || {
+                run_job(&sandbox, &store, &module_hash, &input, &limits)
+            })
+            .await
+            .map_err(|_| Status::internal("job thread vanished"))?
+            .map_err(|p| Status::internal(p.to_string()))?;
+        #[allow(unused_mut)]
+        let mut execution = execution;
+        #[cfg(feature = "fault-injection")]
+        if let Some(fault) = &self.config.fault
+            && execution.result.is_ok()
+        {
+            fault.corrupt(&mut execution.stdout);
+        }
+        let result = execution.result.clone().map_err(failure_of);
+        let (outcome, exit_code, detail) = outcome_to_claim_fields(&result);
+        let claim = pb::ResultClaim {
+            job_id: job.job_id.to_vec(),
+            worker_id: self.peer_id().as_bytes().to_vec(),
+            nonce: job.nonce.to_vec(),
+            module_sha256: job.module_hash.to_vec(),
+            input_sha256: sha256(&job.spec.stdin).to_vec(),
+            outcome: outcome as i32,
+            exit_code,
+            detail,
+            output_sha256: sha256(&execution.stdout).to_vec(),
+            stderr_sha256: sha256(&execution.stderr).to_vec(),
+            fuel_used: execution.fuel_used,
+            wall_time_us: u64::try_from(execution.elapsed.as_micros()).unwrap_or(u64::MAX),
+        };
+        self.stats.jobs_run.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .fuel_used
+            .fetch_add(execution.fuel_used, Ordering::Relaxed);
+        if result.is_err() {
+            self.stats.jobs_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        info!(
+            submitter = %job.submitter.short(),
+            module = %hex::encode(&job.module_hash[..6]),
+            outcome = %result.as_ref().map_or_else(ToString::to_string, |()| "success".into()),
+            fuel = execution.fuel_used,
+            ms = execution.elapsed.as_millis() as u64,
+            "ran job"
+        );
+        Ok(pb::ExecuteResponse {
+            reply: Some(pb::execute_response::Reply::Result(envelope::sign(
+                &self.identity,
+                Domain::Result,
+                claim.encode_to_vec(),
+            ))),
+            output: execution.stdout,
+            stderr: execution.stderr,
+        })
+    }
+}
+
+/// Compiles (once per node, cached) and runs a job. Runs on a pool thread.
+fn run_job(
+    sandbox: &Sandbox,
+    store: &ModuleStore,
+    hash: &Sha256Hash,
+    input: &JobInput,
+    limits: &peergrid_sandbox::Limits,
+) -> Execution {
+    let module = match sandbox.cached(hash) {
+        Some(m) => Ok(m),
+        None => match store.read(hash) {
+            Ok(bytes) => sandbox.compile(&bytes),
+            Err(e) => Err(ExecError::InvalidModule(format!(
+                "module unreadable from the store: {e}"
+            ))),
+        },
+    };
+    match module {
+        Ok(module) => sandbox.run(&module, input, limits),
+        Err(error) => Execution {
+            result: Err(error),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            elapsed: std::time::Duration::ZERO,
+        },
+    }
+}
+
+/// The sandbox's form of a job's limits.
+pub fn sandbox_limits(l: &scheduler_lib::Limits) -> peergrid_sandbox::Limits {
+    peergrid_sandbox::Limits {
+        fuel: l.fuel,
+        memory_bytes: l.memory_bytes,
+        wall_time: l.wall_time,
+        max_output_bytes: usize::try_from(l.max_output_bytes).unwrap_or(usize::MAX),
+        max_stderr_bytes: usize::try_from(l.max_stderr_bytes).unwrap_or(usize::MAX),
+    }
+}
+
+/// The sandbox's error kinds, as the wire (and the scheduler) names them.
+fn failure_of(error: ExecError) -> JobFailure {
+    match error {
+        ExecError::OutOfFuel => JobFailure::OutOfFuel,
+        ExecError::MemoryLimit => JobFailure::MemoryLimit,
+        ExecError::Timeout => JobFailure::Timeout,
+        ExecError::Trap(t) => JobFailure::Trap(t),
+        ExecError::InvalidModule(m) => JobFailure::InvalidModule(m),
+        ExecError::OutputTooLarge => JobFailure::OutputTooLarge,
+        ExecError::ExitCode(c) => JobFailure::ExitCode(c),
+        other => JobFailure::Trap(other.to_string()),
+    }
+}
+
+/// The seed of a job's deterministic WASI random source, derived from its
+/// job id so every replica draws the same numbers.
+pub fn job_seed(job_id: &Sha256Hash) -> [u8; 32] {
+    sha256(&[b"peergrid/seed/v1\0".as_slice(), job_id].concat())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The gRPC face of a [`Node`].
+#[derive(Debug, Clone)]
+pub struct WorkerService {
+    node: Arc<Node>,
+}
+
+#[tonic::async_trait]
+impl pb::worker_server::Worker for WorkerService {
+    async fn hello(
+        &self,
+        _: Request<pb::HelloRequest>,
+    ) -> Result<Response<pb::HelloResponse>, Status> {
+        let node = &self.node;
+        Ok(Response::new(pb::HelloResponse {
+            public_key: node.identity.public_key().to_vec(),
+            free_slots: u32::try_from(node.pool.free()).unwrap_or(u32::MAX),
+            total_slots: u32::try_from(node.pool.total()).unwrap_or(u32::MAX),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            max_job_memory_bytes: node.config.max_limits.memory_bytes,
+            max_limits: Some(node.config.max_limits.to_pb()),
+            max_module_bytes: node.config.max_module_bytes,
+            max_input_bytes: node.config.max_input_bytes,
+            version: concat!("peergrid ", env!("CARGO_PKG_VERSION")).to_string(),
+        }))
+    }
+
+    async fn has_modules(
+        &self,
+        request: Request<pb::HasModulesRequest>,
+    ) -> Result<Response<pb::HasModulesResponse>, Status> {
+        let hashes = request.into_inner().module_sha256;
+        if hashes.len() > 1024 {
+            return Err(Status::invalid_argument(
+                "at most 1024 hashes per HasModules call",
+            ));
+        }
+        let present = hashes
+            .iter()
+            .map(|h| {
+                peergrid_proto::hash::hash_from_slice(h).is_some_and(|h| self.node.has_module(&h))
+            })
+            .collect();
+        Ok(Response::new(pb::HasModulesResponse { present }))
+    }
+
+    async fn put_module(
+        &self,
+        request: Request<Streaming<pb::ModuleChunk>>,
+    ) -> Result<Response<pb::PutModuleResponse>, Status> {
+        let node = &self.node;
+        let _permit = node.uploads.try_acquire().map_err(|_| {
+            Status::resource_exhausted("too many module uploads in progress; retry later")
+        })?;
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty module upload"))??;
+        let header = first
+            .header
+            .ok_or_else(|| Status::invalid_argument("first ModuleChunk must carry the header"))?;
+        let hash =
+            peergrid_proto::hash::hash_from_slice(&header.module_sha256).ok_or_else(|| {
+                Status::invalid_argument("ModuleHeader.module_sha256 must be 32 bytes")
+            })?;
+        let span =
+            info_span!("upload", module = %hex::encode(&hash[..6]), bytes = header.total_size);
+        async move {
+            if node.store.has(&hash) {
+                return Ok(Response::new(pb::PutModuleResponse {
+                    module_sha256: hash.to_vec(),
+                    already_present: true,
+                }));
+            }
+            if header.total_size > node.config.max_module_bytes {
+                return Err(Status::out_of_range(format!(
+                    "module is {} bytes; this worker accepts at most {}",
+                    header.total_size, node.config.max_module_bytes
+                )));
+            }
+            let status = |e: crate::store::StoreError| Status::invalid_argument(e.to_string());
+            let mut upload = node
+                .store
+                .begin(hash, header.total_size)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            upload.write(&first.data).map_err(status)?;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk?;
+                if chunk.header.is_some() {
+                    return Err(Status::invalid_argument(
+                        "only the first ModuleChunk may carry a header",
+                    ));
+                }
+                upload.write(&chunk.data).map_err(status)?;
+            }
+            upload.finish().map_err(status)?;
+            node.stats.modules_received.fetch_add(1, Ordering::Relaxed);
+            info!("module stored");
+            Ok(Response::new(pb::PutModuleResponse {
+                module_sha256: hash.to_vec(),
+                already_present: false,
+            }))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        let node = &self.node;
+        let request = request.into_inner();
+        let job = admit(&request, node.peer_id(), &node.policy)
+            .map_err(|r| node.refuse(r.to_status()))?;
+        let span = info_span!(
+            "job",
+            id = %hex::encode(&job.job_id[..6]),
+            submitter = %job.submitter.short()
+        );
+        async move {
+            let now = now_ms();
+            let expires = job.spec.expires_at_unix_ms;
+            node.replay
+                .lock()
+                .map_err(|_| Status::internal("replay memory poisoned"))?
+                .check(job.submitter, job.nonce, expires, now)
+                .map_err(|e| node.refuse(crate::admission::Refusal::from(e).to_status()))?;
+            if !node.has_module(&job.module_hash) {
+                return Ok(Response::new(pb::ExecuteResponse {
+                    reply: Some(pb::execute_response::Reply::MissingModule(
+                        job.module_hash.to_vec(),
+                    )),
+                    ..Default::default()
+                }));
+            }
+            let slot = node.pool.try_acquire().ok_or_else(|| {
+                node.refuse(Status::resource_exhausted(format!(
+                    "all {} job slots are busy",
+                    node.pool.total()
+                )))
+            })?;
+            node.replay
+                .lock()
+                .map_err(|_| Status::internal("replay memory poisoned"))?
+                .accept(job.submitter, job.nonce, expires, now)
+                .map_err(|e| node.refuse(crate::admission::Refusal::from(e).to_status()))?;
+            node.execute(job, slot).await.map(Response::new)
+        }
+        .instrument(span)
+        .await
+    }
+}
