@@ -1,0 +1,317 @@
+//! [`Sandbox`]: the node-wide engine, linker, compile cache and epoch
+//! ticker, and the code that runs one job and classifies its outcome.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::{Engine, Linker, Store, Trap, WasmFeatures};
+use wasmtime_wasi::I32Exit;
+
+use crate::cache::{CacheStats, ModuleCache};
+use crate::module::{self, CompiledModule, ModuleHash};
+use crate::state::JobState;
+use crate::ticker::EpochTicker;
+use crate::{Config, ExecError, Execution, JobInput, Limits, SandboxError, poll};
+
+/// Epoch deadlines are clamped to this many ticks so that adding them to
+/// the current epoch cannot overflow (2^62 ticks of 1 ns is 146 years).
+const MAX_DEADLINE_TICKS: u64 = 1 << 62;
+
+/// Runs WASM jobs: one per node, shared by all worker threads via `Arc`.
+///
+/// Holds the wasmtime [`Engine`] (with its epoch ticker thread), the WASI
+/// preview 1 linker built once, and the compile cache. See the
+/// [crate documentation](crate) for costs and lifetimes.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<JobState>,
+    /// `(module, name)` of every import the linker defines.
+    provided: HashSet<(String, String)>,
+    cache: ModuleCache,
+    config: Config,
+    _ticker: EpochTicker,
+}
+
+impl fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("config", &self.config)
+            .field("cache", &self.cache.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine from `config`, the WASI preview 1 linker (nothing
+    /// else is importable) and starts the epoch ticker thread, which stops
+    /// when the sandbox is dropped.
+    pub fn new(config: Config) -> Result<Self, SandboxError> {
+        if config.epoch_tick.is_zero() {
+            return Err(SandboxError::InvalidConfig(
+                "epoch_tick must not be zero".into(),
+            ));
+        }
+        if config.module_cache_capacity == 0 {
+            return Err(SandboxError::InvalidConfig(
+                "module_cache_capacity must be at least 1".into(),
+            ));
+        }
+        if config.max_wasm_stack == 0 {
+            return Err(SandboxError::InvalidConfig(
+                "max_wasm_stack must not be zero".into(),
+            ));
+        }
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut JobState| &mut state.wasi)
+            .map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
+        poll::add_to_linker(&mut linker).map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
+        let provided = provided_imports(&engine, &linker);
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| SandboxError::Ticker(e.to_string()))?;
+        Ok(Self {
+            engine,
+            linker,
+            provided,
+            cache: ModuleCache::new(config.module_cache_capacity),
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// Validates and compiles `wasm`, or returns the cached result.
+    ///
+    /// Modules are keyed by SHA-256 and compiled at most once per sandbox:
+    /// concurrent callers for the same module wait for the first one's
+    /// compile. Failures ([`ExecError::InvalidModule`]) are cached too. The
+    /// cache keeps the [`Config::module_cache_capacity`] most recently used
+    /// modules.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledModule>, ExecError> {
+        if wasm.len() > self.config.max_module_bytes {
+            return Err(ExecError::InvalidModule(format!(
+                "module is {} bytes, more than the limit of {} bytes",
+                wasm.len(),
+                self.config.max_module_bytes
+            )));
+        }
+        let hash = module::hash(wasm);
+        self.cache.get_or_compile(&hash, || {
+            let started = Instant::now();
+            let outcome =
+                CompiledModule::compile(&self.engine, &self.linker, &self.provided, wasm, hash)
+                    .map(Arc::new);
+            tracing::debug!(
+                module = %hex::encode(hash),
+                bytes = wasm.len(),
+                ok = outcome.is_ok(),
+                elapsed = ?started.elapsed(),
+                "compiled module"
+            );
+            outcome
+        })
+    }
+
+    /// The cached, successfully compiled module with this hash, if any
+    /// (lookup without the bytes). Not counted in [`Sandbox::stats`].
+    pub fn cached(&self, hash: &ModuleHash) -> Option<Arc<CompiledModule>> {
+        self.cache.get(hash)
+    }
+
+    /// Compile-cache counters.
+    pub fn stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The configuration the sandbox was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs `module`'s `_start` with `input` under `limits`, blocking the
+    /// calling thread until it finishes, fails or times out.
+    ///
+    /// Call it from a plain thread (the worker's dedicated pool), **not**
+    /// from inside a tokio runtime: the synchronous WASI implementation
+    /// uses `Handle::block_on` when a runtime is current, which panics on
+    /// a runtime worker thread. The thread's native stack must be
+    /// comfortably larger than [`Config::max_wasm_stack`] (8 MiB pool
+    /// threads are fine).
+    ///
+    /// Never panics on a hostile module; every failure is reported in
+    /// [`Execution::result`].
+    pub fn run(&self, module: &CompiledModule, input: &JobInput, limits: &Limits) -> Execution {
+        let started = Instant::now();
+        let (state, stdio) = JobState::new(input, limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+
+        let outcome = if Engine::same(module.module().engine(), &self.engine) {
+            self.execute(&mut store, module, limits)
+        } else {
+            Err(Failure::Setup(
+                "the module was compiled by a different sandbox".into(),
+            ))
+        };
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        let result = match outcome {
+            Ok(()) => Ok(()),
+            Err(failure) => classify(failure, store.data(), stdio.stdout.overflowed()),
+        };
+        drop(store);
+        let execution = Execution {
+            result,
+            stdout: stdio.stdout.take(),
+            stderr: stdio.stderr.take(),
+            fuel_used: limits.fuel.saturating_sub(fuel_left),
+            elapsed: started.elapsed(),
+        };
+        tracing::debug!(
+            module = %hex::encode(module.hash()),
+            outcome = execution.result.as_ref().err().map_or("ok", ExecError::kind),
+            fuel_used = execution.fuel_used,
+            elapsed = ?execution.elapsed,
+            "ran job"
+        );
+        execution
+    }
+
+    /// Sets the budgets on `store`, instantiates and calls `_start`.
+    fn execute(
+        &self,
+        store: &mut Store<JobState>,
+        module: &CompiledModule,
+        limits: &Limits,
+    ) -> Result<(), Failure> {
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| Failure::Setup(format!("{e:#}")))?;
+        store.set_epoch_deadline(deadline_ticks(limits.wall_time, self.config.epoch_tick));
+        store.epoch_deadline_trap();
+        let instance = module
+            .pre
+            .instantiate(&mut *store)
+            .map_err(Failure::Instantiate)?;
+        let start = instance
+            .get_typed_func::<(), ()>(&mut *store, "_start")
+            .map_err(|e| Failure::Setup(format!("{e:#}")))?;
+        start.call(&mut *store, ()).map_err(Failure::Run)
+    }
+}
+
+/// The engine configuration for `config`.
+fn engine_config(config: &Config) -> wasmtime::Config {
+    let mut engine = wasmtime::Config::new();
+    engine
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        // No backtraces: error messages stay free of code offsets, and traps
+        // do not pay for a stack walk.
+        .wasm_backtrace_max_frames(None)
+        // The limiter allows a single memory: reject others at validation.
+        .wasm_multi_memory(false);
+    if config.deterministic {
+        engine
+            .cranelift_nan_canonicalization(true)
+            .wasm_relaxed_simd(false)
+            .relaxed_simd_deterministic(true)
+            .wasm_features(WasmFeatures::THREADS, false)
+            .wasm_shared_everything_threads(false);
+    }
+    // The pooling allocator (`allocation_strategy`) will be configured here.
+    engine
+}
+
+/// Every `(module, name)` that `linker` defines.
+fn provided_imports(engine: &Engine, linker: &Linker<JobState>) -> HashSet<(String, String)> {
+    let (state, _) = JobState::new(&JobInput::default(), &Limits::default());
+    let mut store = Store::new(engine, state);
+    linker
+        .iter(&mut store)
+        .map(|(module, name, _)| (module.to_owned(), name.to_owned()))
+        .collect()
+}
+
+/// Epoch ticks to allow for `wall_time`: rounded up, plus one because the
+/// first tick comes anywhere within one period.
+fn deadline_ticks(wall_time: Duration, tick: Duration) -> u64 {
+    let ticks = wall_time.as_nanos().div_ceil(tick.as_nanos().max(1));
+    u64::try_from(ticks)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1)
+        .min(MAX_DEADLINE_TICKS)
+}
+
+/// How a run went wrong, before classification.
+enum Failure {
+    /// The host could not set the run up: not the job's fault.
+    Setup(String),
+    /// Instantiation failed (limits, start-function or segment traps).
+    Instantiate(wasmtime::Error),
+    /// `_start` trapped or exited.
+    Run(wasmtime::Error),
+}
+
+/// Turns a failed run into the [`ExecError`] every replica would report.
+///
+/// Order matters: `proc_exit(0)` is success whatever happened before;
+/// a timeout is reported as such even if limits were hit earlier (a
+/// timed-out run never reached its deterministic end); then the
+/// recorded limit violations win over however the guest reacted to them.
+fn classify(failure: Failure, state: &JobState, stdout_overflowed: bool) -> Result<(), ExecError> {
+    let (error, instantiating) = match failure {
+        Failure::Setup(message) => return Err(ExecError::Host(message)),
+        Failure::Instantiate(error) => (error, true),
+        Failure::Run(error) => (error, false),
+    };
+    let exit = error.downcast_ref::<I32Exit>().map(|exit| exit.0);
+    if exit == Some(0) {
+        return Ok(());
+    }
+    let trap = error.downcast_ref::<Trap>().copied();
+    Err(if trap == Some(Trap::Interrupt) {
+        ExecError::Timeout
+    } else if stdout_overflowed {
+        ExecError::OutputTooLarge
+    } else if state.limiter.host_failure {
+        ExecError::Host("the host could not allocate memory the job is entitled to".into())
+    } else if state.limiter.denied {
+        ExecError::MemoryLimit
+    } else if let Some(code) = exit {
+        ExecError::ExitCode(code)
+    } else if trap == Some(Trap::OutOfFuel) {
+        ExecError::OutOfFuel
+    } else if let Some(trap) = trap {
+        let text = trap.to_string();
+        ExecError::Trap(text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned())
+    } else if instantiating {
+        ExecError::Host(format!("instantiation failed: {error:#}"))
+    } else {
+        // A host function (WASI) refused the guest's call with a trap.
+        ExecError::Trap(format!("{error:#}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_rounds_up_and_clamps() {
+        let tick = Duration::from_millis(10);
+        assert_eq!(deadline_ticks(Duration::ZERO, tick), 1);
+        assert_eq!(deadline_ticks(Duration::from_millis(200), tick), 21);
+        assert_eq!(deadline_ticks(Duration::from_millis(201), tick), 22);
+        assert_eq!(deadline_ticks(Duration::MAX, tick), MAX_DEADLINE_TICKS);
+    }
+
+    #[test]
+    fn sandbox_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Sandbox>();
+        assert_send_sync::<CompiledModule>();
+    }
+}
