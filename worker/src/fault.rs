@@ -12,12 +12,17 @@ pub enum Fault {
     WrongOutput(Vec<u8>),
     /// Flips the last byte of every output (a subtle cheat).
     FlipLastByte,
+    /// Signs its claims with a throwaway key instead of its identity.
+    ForgeSignature,
+    /// Changes the output after signing the claim (bytes and hash disagree).
+    TamperAfterSigning,
 }
 
 impl Fault {
-    /// Applies the fault to a run's stdout.
+    /// Applies the fault to a run's stdout before it is signed.
     pub fn corrupt(&self, stdout: &mut Vec<u8>) {
         match self {
+            Fault::ForgeSignature | Fault::TamperAfterSigning => {}
             Fault::WrongOutput(bytes) => *stdout = bytes.clone(),
             Fault::FlipLastByte => match stdout.last_mut() {
                 Some(b) => *b ^= 0x01,

@@ -29,6 +29,7 @@ pub mod config;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
 pub mod local_grid;
+pub mod local_run;
 pub mod node;
 pub mod pool;
 pub mod replay;

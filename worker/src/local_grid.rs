@@ -14,13 +14,16 @@ use tokio::task::JoinHandle;
 use crate::config::NodeConfig;
 use crate::node::{Node, NodeError};
 
-/// One node of a [`LocalGrid`].
+/// One node of a [`LocalGrid`]. Each node has its own tokio runtime, so
+/// [`GridNode::kill`] drops its listener *and* every open connection at
+/// once, as a killed process would.
 #[derive(Debug)]
 pub struct GridNode {
     /// The node's shared state.
     pub node: Arc<Node>,
     /// Where it listens.
     pub addr: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
     _dir: tempfile::TempDir,
@@ -35,15 +38,26 @@ impl GridNode {
             .tempdir()?;
         config.data_dir = dir.path().to_path_buf();
         let node = Node::new(Identity::generate(), config)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("peergrid-grid-node")
+            .enable_all()
+            .build()?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(Arc::clone(&node).serve(listener, async {
+        let task = runtime.spawn(Arc::clone(&node).serve(listener, async {
             let _ = stopped.await;
         }));
         Ok(Self {
             node,
             addr,
+            runtime: Some(runtime),
             stop: Some(stop),
             task: Some(task),
             _dir: dir,
@@ -55,7 +69,7 @@ impl GridNode {
         self.node.peer_id()
     }
 
-    /// Stops serving and waits until the listener is closed.
+    /// Stops serving gracefully: in-flight calls finish first.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -63,13 +77,16 @@ impl GridNode {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.kill();
     }
 
-    /// Stops at once, abandoning in-flight calls (like a killed process).
+    /// Stops at once: the listener and every connection are dropped and
+    /// in-flight calls get no answer, like a process killed with SIGKILL.
     pub fn kill(&mut self) {
         self.stop.take();
-        if let Some(task) = self.task.take() {
-            task.abort();
+        self.task.take();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -111,6 +111,16 @@ impl Node {
         &self.sandbox
     }
 
+    /// Job slots in total.
+    pub fn total_slots(&self) -> usize {
+        self.pool.total()
+    }
+
+    /// Job slots free right now.
+    pub fn free_slots(&self) -> usize {
+        self.pool.free()
+    }
+
     /// Time since the node was built.
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
@@ -179,6 +189,10 @@ impl Node {
             .await
             .map_err(|_| Status::internal("job thread vanished"))?
             .map_err(|p| Status::internal(p.to_string()))?;
+        if let Err(ExecError::Host(problem)) = &execution.result {
+            // The node failed, not the job: no claim, so it is never a vote.
+            return Err(Status::internal(format!("worker host failure: {problem}")));
+        }
         #[allow(unused_mut)]
         let mut execution = execution;
         #[cfg(feature = "fault-injection")]
@@ -218,12 +232,21 @@ impl Node {
             ms = execution.elapsed.as_millis() as u64,
             "ran job"
         );
+        #[allow(unused_mut)]
+        let mut signer = &self.identity;
+        #[cfg(feature = "fault-injection")]
+        let forged = Identity::generate();
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::fault::Fault::ForgeSignature) {
+            signer = &forged;
+        }
+        let signed = envelope::sign(signer, Domain::Result, claim.encode_to_vec());
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::fault::Fault::TamperAfterSigning) {
+            crate::fault::Fault::FlipLastByte.corrupt(&mut execution.stdout);
+        }
         Ok(pb::ExecuteResponse {
-            reply: Some(pb::execute_response::Reply::Result(envelope::sign(
-                &self.identity,
-                Domain::Result,
-                claim.encode_to_vec(),
-            ))),
+            reply: Some(pb::execute_response::Reply::Result(signed)),
             output: execution.stdout,
             stderr: execution.stderr,
         })

@@ -3,8 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use peergrid_sandbox::{Config, JobInput, Sandbox};
-use peergrid_worker::node::{job_seed, sandbox_limits};
+use peergrid_worker::local_run::run_locally;
 
 use super::args::RunArgs;
 use super::{EXIT_JOB_FAILED, read_input, read_module};
@@ -14,24 +13,14 @@ use super::{EXIT_JOB_FAILED, read_input, read_module};
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let module = read_module(&args.module)?;
     let stdin = read_input(args.input.as_ref())?;
-    let sandbox = Sandbox::new(Config::default())?;
-    let limits = sandbox_limits(&args.limits.limits());
-    let execution = match sandbox.compile(&module) {
-        Ok(compiled) => sandbox.run(
-            &compiled,
-            &JobInput {
-                args: args.args,
-                stdin,
-                seed: job_seed(&args.job_id.unwrap_or_default()),
-                clock_base_unix_ns: args.clock_ns,
-            },
-            &limits,
-        ),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(EXIT_JOB_FAILED));
-        }
-    };
+    let execution = run_locally(
+        &module,
+        args.args,
+        stdin,
+        &args.limits.limits(),
+        &args.job_id.unwrap_or_default(),
+        args.clock_ns,
+    )?;
     std::io::stdout().write_all(&execution.stdout)?;
     std::io::stderr().write_all(&execution.stderr)?;
     eprintln!(
