@@ -1,0 +1,100 @@
+//! Workers that vanish: a node killed mid-job is replaced by another, and
+//! an unreachable peer is reported, not fatal.
+
+use std::time::Duration;
+
+use peergrid_proto::Identity;
+use peergrid_tests::{honest_grid, scheduler};
+use scheduler_lib::{Job, Scheduler, SchedulerConfig, SchedulerError, Verdict};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_job_is_replaced() {
+    let mut grid = honest_grid(4).await;
+    let sched = std::sync::Arc::new(scheduler(&grid));
+    // About a second of work per replica.
+    let job = Job::new(peergrid_jobs::HASHCHAIN.wasm)
+        .stdin(b"3000000 slow".to_vec())
+        .replicas(3);
+    let submit = tokio::spawn({
+        let sched = std::sync::Arc::clone(&sched);
+        async move { sched.submit(&job).await }
+    });
+    // Wait until three nodes are busy, then kill one of them.
+    let victim = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let busy: Vec<usize> = (0..4)
+            .filter(|&i| {
+                grid.nodes[i]
+                    .node
+                    .stats()
+                    .jobs_run
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                    && busy_slots(&grid, i) > 0
+            })
+            .collect();
+        if busy.len() == 3 {
+            break busy[0];
+        }
+    };
+    let victim_id = grid.nodes[victim].peer_id();
+    grid.nodes[victim].kill();
+    let report = tokio::time::timeout(Duration::from_secs(60), submit)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Verdict::Accepted {
+        agreeing_workers,
+        failed_workers,
+        ..
+    } = &report.verdict
+    else {
+        panic!(
+            "expected acceptance after replacement, got {:?}",
+            report.verdict
+        );
+    };
+    assert_eq!(
+        agreeing_workers.len(),
+        3,
+        "a replacement replica filled the slot"
+    );
+    assert!(agreeing_workers.iter().all(|r| r.worker != victim_id));
+    assert!(failed_workers.iter().any(|f| f.worker == Some(victim_id)));
+}
+
+fn busy_slots(grid: &peergrid_worker::LocalGrid, i: usize) -> usize {
+    let node = &grid.nodes[i].node;
+    node.total_slots() - node.free_slots()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_reachable_workers_is_a_clear_error() {
+    let grid = honest_grid(2).await;
+    let mut peers = grid.addrs();
+    peers.push("127.0.0.1:1".into()); // nothing listens there
+    let sched = Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            peers,
+            connect_timeout: Duration::from_secs(2),
+            ..SchedulerConfig::default()
+        },
+    );
+    let err = sched
+        .submit(&Job::new(peergrid_jobs::PRIMES.wasm).replicas(3))
+        .await
+        .unwrap_err();
+    let SchedulerError::NotEnoughWorkers {
+        needed,
+        usable,
+        reasons,
+        ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((*needed, *usable), (3, 2));
+    assert!(reasons.iter().any(|r| r.contains("127.0.0.1:1")), "{err}");
+}

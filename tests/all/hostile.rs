@@ -1,0 +1,144 @@
+//! Hostile modules: each gets a named error back to the submitter, agreed
+//! on by every worker, and the workers keep serving.
+
+use std::time::Duration;
+
+use peergrid_tests::{example_job, honest_grid, hostile, scheduler, tight_limits};
+use peergrid_worker::LocalGrid;
+use scheduler_lib::{Job, JobFailure, Limits, Scheduler, Verdict, WorkerError};
+
+/// Submits `module` with tight limits to k=3 and returns the agreed failure;
+/// then checks the grid still runs a normal job.
+async fn agreed_failure(
+    grid: &LocalGrid,
+    sched: &Scheduler,
+    module: Vec<u8>,
+    limits: Limits,
+) -> JobFailure {
+    let report = sched
+        .submit(&Job::new(module).limits(limits).replicas(3))
+        .await
+        .unwrap();
+    let Verdict::Accepted {
+        output,
+        agreeing_workers,
+        ..
+    } = &report.verdict
+    else {
+        panic!(
+            "expected the workers to agree on the failure, got {:?}",
+            report.verdict
+        );
+    };
+    assert_eq!(agreeing_workers.len(), 3);
+    let failure = output.result.clone().expect_err("the job must fail");
+    still_serving(grid, sched).await;
+    failure
+}
+
+async fn still_serving(grid: &LocalGrid, sched: &Scheduler) {
+    let report = sched
+        .submit(&example_job(&peergrid_jobs::PRIMES, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.verdict.accepted().map(|o| o.stdout.as_slice()),
+        Some(peergrid_jobs::PRIMES.sample_stdout),
+        "grid of {} nodes stopped serving",
+        grid.nodes.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_that_is_not_wasm_is_an_invalid_module() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::not_wasm(), tight_limits()).await;
+    assert!(matches!(failure, JobFailure::InvalidModule(_)), "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn importing_an_ungranted_function_is_an_invalid_module_naming_it() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::imports_system(), tight_limits()).await;
+    match failure {
+        JobFailure::InvalidModule(why) => assert!(why.contains("system"), "{why}"),
+        other => panic!("expected InvalidModule, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_runs_out_of_fuel_at_the_same_instruction_everywhere() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::infinite_loop(), tight_limits()).await;
+    assert_eq!(failure, JobFailure::OutOfFuel);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_with_ample_fuel_hits_the_wall_clock_and_is_never_accepted() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let limits = Limits {
+        fuel: 900_000_000_000,
+        wall_time: Duration::from_millis(300),
+        ..tight_limits()
+    };
+    let report = sched
+        .submit(
+            &Job::new(hostile::infinite_loop())
+                .limits(limits)
+                .replicas(3),
+        )
+        .await
+        .unwrap();
+    let Verdict::NoQuorum { failed_workers, .. } = &report.verdict else {
+        panic!(
+            "a timeout is not deterministic and must not be a vote: {:?}",
+            report.verdict
+        );
+    };
+    assert_eq!(failed_workers.len(), 3);
+    assert!(
+        failed_workers
+            .iter()
+            .all(|f| f.error == WorkerError::WallClockTimeout)
+    );
+    still_serving(&grid, &sched).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_hits_the_memory_limit() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::memory_bomb(), tight_limits()).await;
+    assert_eq!(failure, JobFailure::MemoryLimit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_is_a_stack_overflow_trap() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::deep_recursion(), tight_limits()).await;
+    match failure {
+        JobFailure::Trap(what) => assert!(what.contains("stack"), "{what}"),
+        other => panic!("expected a stack overflow trap, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_flood_is_output_too_large() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::output_flood(), tight_limits()).await;
+    assert_eq!(failure, JobFailure::OutputTooLarge);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_zero_exit_is_reported_with_its_code() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    let failure = agreed_failure(&grid, &sched, hostile::exit_3(), tight_limits()).await;
+    assert_eq!(failure, JobFailure::ExitCode(3));
+}

@@ -1,0 +1,9 @@
+//! peergrid's multi-node integration tests: real nodes on 127.0.0.1
+//! ephemeral ports, real gRPC, real signatures, real wasmtime.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod failover;
+mod hostile;
+mod quorum;
+mod signatures;
+mod transport;

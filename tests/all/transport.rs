@@ -1,0 +1,125 @@
+//! What crosses the wire: garbage and truncated protobufs, modules far over
+//! gRPC's default 4 MiB message limit, and content addressing (a module is
+//! sent and compiled once per node).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use peergrid_proto::pb;
+use peergrid_tests::{example_job, honest_grid, hostile, raw, scheduler};
+use prost::Message;
+use scheduler_lib::Job;
+
+const EXECUTE: &str = "/peergrid.v1.Worker/Execute";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_truncated_protobufs_get_a_named_error() {
+    let grid = honest_grid(1).await;
+    let addr = grid.nodes[0].addr.to_string();
+
+    let garbage = raw::call(&addr, EXECUTE, vec![0xff; 64]).await.unwrap_err();
+    assert_eq!(garbage.code(), tonic::Code::Internal, "{garbage:?}");
+    assert!(
+        garbage.message().contains("decode"),
+        "{}",
+        garbage.message()
+    );
+
+    // A real request cut in half.
+    let request = pb::ExecuteRequest {
+        job: Some(pb::SignedEnvelope {
+            payload: vec![7; 200],
+            public_key: vec![1; 32],
+            signature: vec![2; 64],
+        }),
+    }
+    .encode_to_vec();
+    let truncated = raw::call(&addr, EXECUTE, request[..request.len() / 2].to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(truncated.code(), tonic::Code::Internal, "{truncated:?}");
+
+    // Well-formed envelope, payload that is not a JobSpec but is signed.
+    let id = peergrid_proto::Identity::generate();
+    let junk = pb::ExecuteRequest {
+        job: Some(peergrid_proto::envelope::sign(
+            &id,
+            peergrid_proto::Domain::Job,
+            vec![0xff; 9],
+        )),
+    };
+    let status = raw::call(&addr, EXECUTE, junk.encode_to_vec())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("JobSpec"), "{}", status.message());
+
+    // The node still serves a real job.
+    let report = scheduler(&grid)
+        .submit(&example_job(&peergrid_jobs::PRIMES, 1))
+        .await
+        .unwrap();
+    assert!(report.verdict.accepted().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_24_mib_module_travels_in_chunks_and_runs() {
+    let grid = honest_grid(3).await;
+    let module = tokio::task::spawn_blocking(|| hostile::large_module(24))
+        .await
+        .unwrap();
+    assert!(module.len() > 24 << 20);
+    let report = scheduler(&grid)
+        .submit(&Job::new(module).replicas(3))
+        .await
+        .unwrap();
+    let output = report.verdict.accepted().expect("accepted");
+    assert_eq!(output.stdout, b"BIG-END\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_is_uploaded_and_compiled_once_per_node() {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
+    for _ in 0..3 {
+        let report = sched
+            .submit(&example_job(&peergrid_jobs::MANDELBROT, 3))
+            .await
+            .unwrap();
+        assert!(report.verdict.accepted().is_some());
+    }
+    for node in &grid.nodes {
+        assert_eq!(
+            node.node.stats().modules_received.load(Ordering::Relaxed),
+            1
+        );
+        assert_eq!(node.node.stats().jobs_run.load(Ordering::Relaxed), 3);
+        assert_eq!(
+            node.node.sandbox().stats().compiles,
+            1,
+            "compiled more than once"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
+    let grid = honest_grid(1).await;
+    let conn = scheduler_lib::client::WorkerConn::connect(
+        &grid.nodes[0].addr.to_string(),
+        Duration::from_secs(3),
+    )
+    .await
+    .unwrap();
+    let module: std::sync::Arc<[u8]> = peergrid_jobs::PRIMES.wasm.into();
+    let err = conn.put_module([9; 32], module).await.unwrap_err();
+    assert!(err.to_string().contains("hash"), "{err}");
+    assert_eq!(
+        grid.nodes[0]
+            .node
+            .stats()
+            .modules_received
+            .load(Ordering::Relaxed),
+        0
+    );
+}

@@ -1,0 +1,65 @@
+//! Shared harness of the integration tests: start a grid of real nodes on
+//! 127.0.0.1 ephemeral ports, make a scheduler for it, hostile modules, and a
+//! raw gRPC client that sends bytes no well-behaved client would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod hostile;
+pub mod raw;
+
+use std::time::Duration;
+
+use peergrid_proto::Identity;
+use peergrid_worker::fault::Fault;
+use peergrid_worker::{LocalGrid, NodeConfig};
+use scheduler_lib::{Job, Limits, Scheduler, SchedulerConfig};
+
+/// Starts one node per entry; `Some(fault)` makes that node misbehave.
+/// Each node has two job slots.
+pub async fn grid(faults: &[Option<Fault>]) -> LocalGrid {
+    let configs = faults
+        .iter()
+        .map(|fault| {
+            let mut c = NodeConfig::new("");
+            c.slots = 2;
+            c.fault = fault.clone();
+            c
+        })
+        .collect();
+    LocalGrid::start(configs).await.expect("start grid")
+}
+
+/// `n` honest nodes.
+pub async fn honest_grid(n: usize) -> LocalGrid {
+    grid(&vec![None; n]).await
+}
+
+/// A scheduler with a fresh identity that knows every node of `grid`.
+pub fn scheduler(grid: &LocalGrid) -> Scheduler {
+    Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            peers: grid.addrs(),
+            job_timeout: Duration::from_secs(60),
+            ..SchedulerConfig::default()
+        },
+    )
+}
+
+/// Limits small enough that hostile modules fail fast.
+pub fn tight_limits() -> Limits {
+    Limits {
+        fuel: 200_000_000,
+        memory_bytes: 32 << 20,
+        wall_time: Duration::from_secs(20),
+        max_output_bytes: 64 << 10,
+        max_stderr_bytes: 4 << 10,
+    }
+}
+
+/// The sample run of an example job, as a [`Job`] with `k` replicas.
+pub fn example_job(job: &peergrid_jobs::ExampleJob, k: usize) -> Job {
+    Job::new(job.wasm)
+        .stdin(job.sample_stdin)
+        .args(job.sample_args.iter().copied())
+        .replicas(k)
+}
