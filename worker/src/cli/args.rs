@@ -42,6 +42,10 @@ pub enum Command {
     /// show the cheater being caught. No set-up needed.
     #[cfg(feature = "demo")]
     Demo(DemoArgs),
+    /// Measure what verification costs: k=1 and k=3 on a local grid versus
+    /// a local sandbox run, as ratios from one run.
+    #[cfg(feature = "demo")]
+    Bench(BenchArgs),
 }
 
 /// `peergrid keygen`.
@@ -154,6 +158,15 @@ pub struct DemoArgs {
     /// Replicas per job.
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+}
+
+/// `peergrid bench`.
+#[cfg(feature = "demo")]
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Jobs timed per row.
+    #[arg(long, default_value_t = 300)]
+    pub jobs: usize,
 }
 
 /// Parses durations like `250ms`, `30s`, `5m`, `1h` (a bare number is seconds).

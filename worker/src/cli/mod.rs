@@ -6,6 +6,8 @@
 
 pub mod args;
 #[cfg(feature = "demo")]
+pub mod bench;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod keygen;
 pub mod logging;
@@ -36,6 +38,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run::run(a),
         #[cfg(feature = "demo")]
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
+        #[cfg(feature = "demo")]
+        Command::Bench(a) => runtime()?.block_on(bench::run(a)),
     }
 }
 

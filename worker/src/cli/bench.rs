@@ -1,0 +1,136 @@
+//! `peergrid bench`: what verification costs, as ratios measured in one run.
+//!
+//! Starts a local grid of real nodes (loopback gRPC, real signatures, real
+//! wasmtime), warms it up so every node holds and has compiled the module,
+//! then times submit→verified-result for a trivial job at k=1 and k=3, and
+//! the same job run locally in the sandbox as the baseline.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use peergrid_proto::Identity;
+use peergrid_worker::{LocalGrid, NodeConfig};
+use scheduler_lib::{Job, Limits, Scheduler, SchedulerConfig};
+
+use super::args::BenchArgs;
+
+/// Median, 99th percentile and mean of a set of samples.
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    let total: Duration = samples.iter().sum();
+    Stats {
+        p50: at(0.5),
+        p99: at(0.99),
+        mean: total / samples.len() as u32,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
+}
+
+/// Runs the benchmark and prints one table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.jobs >= 10, "--jobs must be at least 10");
+    let trivial = || Job::new(peergrid_jobs::HASHCHAIN.wasm).stdin(b"1 x".to_vec());
+
+    // Baseline: the same job in the sandbox of this process, module compiled once.
+    let local_samples = tokio::task::spawn_blocking({
+        let jobs = args.jobs;
+        move || -> anyhow::Result<Vec<Duration>> {
+            let sandbox = peergrid_sandbox::Sandbox::new(peergrid_sandbox::Config::default())?;
+            let module = sandbox.compile(peergrid_jobs::HASHCHAIN.wasm)?;
+            let limits = peergrid_worker::node::sandbox_limits(&Limits::default());
+            let input = peergrid_sandbox::JobInput {
+                stdin: b"1 x".to_vec(),
+                ..Default::default()
+            };
+            Ok((0..jobs)
+                .map(|_| {
+                    let start = Instant::now();
+                    let _ = sandbox.run(&module, &input, &limits);
+                    start.elapsed()
+                })
+                .collect())
+        }
+    })
+    .await
+    .context("local baseline thread")??;
+
+    let configs = (0..3)
+        .map(|_| {
+            let mut c = NodeConfig::new("");
+            c.slots = 1;
+            c
+        })
+        .collect();
+    let mut grid = LocalGrid::start(configs).await?;
+    let scheduler = Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            peers: grid.addrs(),
+            ..SchedulerConfig::default()
+        },
+    );
+    for _ in 0..10 {
+        let report = scheduler.submit(&trivial().replicas(3)).await?;
+        anyhow::ensure!(
+            report.verdict.accepted().is_some(),
+            "warm-up job not accepted"
+        );
+    }
+    let mut grid_samples = Vec::new();
+    for k in [1usize, 3] {
+        let mut samples = Vec::with_capacity(args.jobs);
+        for _ in 0..args.jobs {
+            let report = scheduler.submit(&trivial().replicas(k)).await?;
+            anyhow::ensure!(
+                report.verdict.accepted().is_some(),
+                "k={k} job not accepted"
+            );
+            samples.push(report.elapsed);
+        }
+        grid_samples.push((k, stats(samples)));
+    }
+    grid.stop().await;
+
+    let local = stats(local_samples);
+    println!(
+        "peergrid bench: trivial job (hashchain, 1 round), {} jobs per row, one at a time",
+        args.jobs
+    );
+    println!("3 nodes on 127.0.0.1 in this process; times are submit -> verified result\n");
+    println!("| what | p50 ms | p99 ms | mean ms | p50 vs local |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| local sandbox run (baseline) | {} | {} | {} | 1.0x |",
+        ms(local.p50),
+        ms(local.p99),
+        ms(local.mean)
+    );
+    for (k, s) in &grid_samples {
+        println!(
+            "| grid, k={k} | {} | {} | {} | {:.1}x |",
+            ms(s.p50),
+            ms(s.p99),
+            ms(s.mean),
+            s.p50.as_secs_f64() / local.p50.as_secs_f64()
+        );
+    }
+    if let [(_, k1), (_, k3)] = grid_samples.as_slice() {
+        println!(
+            "\nk=3 vs k=1: p50 {:.2}x, p99 {:.2}x",
+            k3.p50.as_secs_f64() / k1.p50.as_secs_f64(),
+            k3.p99.as_secs_f64() / k1.p99.as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
