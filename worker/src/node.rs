@@ -147,10 +147,7 @@ impl Node {
             .concurrency_limit_per_connection(64)
             .add_service(health_service)
             .add_service(worker)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming(listener), shutdown)
             .await?;
         Ok(())
     }
@@ -251,6 +248,22 @@ impl Node {
             stderr: execution.stderr,
         })
     }
+}
+
+/// Accepted connections with Nagle's algorithm off: the server builder's
+/// `tcp_nodelay` only applies to sockets it accepts itself, and small
+/// request/response messages would otherwise wait for delayed ACKs (~40 ms).
+fn incoming(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(s) = &stream
+            && let Err(e) = s.set_nodelay(true)
+        {
+            warn!(error = %e, "could not disable Nagle on an accepted connection");
+        }
+        stream
+    })
 }
 
 /// Compiles (once per node, cached) and runs a job. Runs on a pool thread.
