@@ -7,7 +7,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc);
     tonic_prost_build::configure().compile_with_config(
         config,
-        &["peergrid/v1/worker.proto"],
+        &[
+            "peergrid/v1/worker.proto",
+            "peergrid/v1/certificate.proto",
+            "peergrid/v1/ledger.proto",
+        ],
         &["."],
     )?;
     println!("cargo:rerun-if-changed=peergrid");

@@ -27,6 +27,9 @@ pub enum SchedulerError {
         /// Why the others were not usable, one line per peer.
         reasons: Vec<String>,
     },
+    /// The job ledger could not record or find something.
+    #[error("job ledger: {0}")]
+    Ledger(String),
 }
 
 /// Why one worker did not return a usable result.

@@ -40,9 +40,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod certificate;
 pub mod client;
 pub mod error;
 pub mod job;
+pub mod ledger;
 pub mod limits;
 pub mod outcome;
 pub mod placement;
@@ -51,8 +53,10 @@ pub mod result;
 pub mod scheduler;
 pub mod verdict;
 
+pub use certificate::{Certificate, CertificateError, VerifiedCertificate, VerifyPolicy};
 pub use error::{SchedulerError, WorkerError};
 pub use job::Job;
+pub use ledger::{JobSummary, Ledger, LedgerError};
 pub use limits::Limits;
 pub use outcome::{JobFailure, VoteKey};
 pub use scheduler::{Scheduler, SchedulerConfig};

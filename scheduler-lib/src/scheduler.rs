@@ -8,16 +8,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use peergrid_proto::hash::hash_from_slice;
-use peergrid_proto::{Identity, PeerId, pb};
+use peergrid_proto::{Identity, PeerId, Sha256Hash, pb};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::{WorkerConn, WorkerInfo};
 use crate::error::{SchedulerError, WorkerError};
 use crate::job::{Job, Submission};
+use crate::ledger::{self, Ledger, LedgerError};
 use crate::limits::Limits;
 use crate::outcome::JobFailure;
 use crate::placement::{self, Candidate};
@@ -58,6 +59,7 @@ pub struct Scheduler {
     config: SchedulerConfig,
     conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
     placed: Mutex<HashMap<PeerId, u64>>,
+    ledger: Option<Ledger>,
 }
 
 /// A worker that answered `Hello`, with its connection.
@@ -197,6 +199,33 @@ impl Scheduler {
             config,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
+            ledger: None,
+        }
+    }
+
+    /// Records every job, placement, result and verdict in `ledger`, so a
+    /// restarted submitter keeps its accepted results and can resume
+    /// unfinished jobs ([`Scheduler::resume_unfinished`]).
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// The ledger, if this scheduler keeps one.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
+    /// Runs a ledger operation off the async threads (it waits for fsync).
+    /// Without a ledger, does nothing and returns `None`.
+    async fn in_ledger<R, F>(&self, op: F) -> Result<Option<R>, SchedulerError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Ledger) -> Result<R, LedgerError> + Send + 'static,
+    {
+        match &self.ledger {
+            None => Ok(None),
+            Some(ledger) => in_ledger(ledger.clone(), op).await.map(Some),
         }
     }
 
@@ -249,9 +278,9 @@ impl Scheduler {
     }
 
     /// Runs `job` on `job.replicas` independent workers and returns the
-    /// verdict of their strict majority.
+    /// verdict of their strict majority. With a ledger, the job is recorded
+    /// (module included) before anything is sent.
     pub async fn submit(&self, job: &Job) -> Result<JobReport, SchedulerError> {
-        let started = Instant::now();
         if job.replicas == 0 {
             return Err(SchedulerError::InvalidJob(
                 "replicas must be at least 1".into(),
@@ -260,8 +289,122 @@ impl Scheduler {
         if job.module().is_empty() {
             return Err(SchedulerError::InvalidJob("module is empty".into()));
         }
-        let submission = Submission::new(job, self.config.job_timeout + Duration::from_secs(30));
-        let span = info_span!("job", id = %hex::encode(&submission.job_id[..6]));
+        let submission = Submission::new(job, self.envelope_ttl());
+        let (record_job, record) = (
+            job.clone(),
+            ledger::new_job_record(job, &submission, now_ms()),
+        );
+        self.in_ledger(move |l| {
+            l.put_module(&record_job.module_hash(), record_job.module())?;
+            l.insert_job(&record)
+        })
+        .await?;
+        self.run_submission(job, submission).await
+    }
+
+    /// Runs again every job the ledger holds as submitted or running (left
+    /// so by a crash or kill of the submitter), with its original job id and
+    /// virtual clock, on freshly placed replicas. Returns one result per job.
+    pub async fn resume_unfinished(
+        &self,
+    ) -> Result<Vec<(Sha256Hash, Result<JobReport, SchedulerError>)>, SchedulerError> {
+        let records = self
+            .in_ledger(|l| l.unfinished())
+            .await?
+            .unwrap_or_default();
+        let mut reports = Vec::with_capacity(records.len());
+        for record in records {
+            let job_id = hash_from_slice(&record.job_id).unwrap_or_default();
+            reports.push((job_id, self.resume(record).await));
+        }
+        Ok(reports)
+    }
+
+    /// Resumes one job of the ledger by id (e.g. after `peergrid submit` was
+    /// interrupted). A job that already has a verdict is returned as is.
+    pub async fn resume_job(&self, job_id: Sha256Hash) -> Result<JobReport, SchedulerError> {
+        let record = self
+            .in_ledger(move |l| l.job(&job_id))
+            .await?
+            .flatten()
+            .ok_or_else(|| {
+                SchedulerError::Ledger(format!("no job {} in the ledger", hex::encode(job_id)))
+            })?;
+        self.resume(record).await
+    }
+
+    async fn resume(&self, record: pb::JobRecord) -> Result<JobReport, SchedulerError> {
+        let job_id = hash_from_slice(&record.job_id).unwrap_or_default();
+        if !matches!(
+            record.state(),
+            pb::JobState::Submitted | pb::JobState::Running
+        ) {
+            return Err(SchedulerError::InvalidJob(format!(
+                "job {} is already finished ({:?}: {})",
+                hex::encode(&job_id[..6]),
+                record.state(),
+                record.state_reason
+            )));
+        }
+        let hash = hash_from_slice(&record.module_sha256).unwrap_or_default();
+        let module = self.in_ledger(move |l| l.module(&hash)).await?.flatten();
+        let Some(module) = module else {
+            let reason = "module lost from the ledger; cannot re-place".to_string();
+            let why = reason.clone();
+            self.in_ledger(move |l| {
+                l.update_job(&job_id, |r| {
+                    r.set_state(pb::JobState::Failed);
+                    r.state_reason = why;
+                })
+            })
+            .await?;
+            return Err(SchedulerError::Ledger(reason));
+        };
+        let (job, submission) =
+            ledger::resume(&record, module, SystemTime::now() + self.envelope_ttl())
+                .map_err(|e| SchedulerError::Ledger(e.to_string()))?;
+        // Replicas in flight when the submitter stopped have no answer to
+        // collect: note them, then place the job afresh.
+        let answered: HashSet<&[u8]> = record
+            .results
+            .iter()
+            .map(|r| r.peer_id.as_slice())
+            .chain(record.failures.iter().map(|f| f.peer_id.as_slice()))
+            .collect();
+        let lost: Vec<pb::FailureRecord> = record
+            .placements
+            .iter()
+            .filter(|p| !answered.contains(p.peer_id.as_slice()))
+            .map(|p| pb::FailureRecord {
+                peer_id: p.peer_id.clone(),
+                address: p.address.clone(),
+                error: "the submitter stopped while this replica ran; re-placed".into(),
+                at_unix_ms: now_ms(),
+            })
+            .collect();
+        info!(job = %hex::encode(&job_id[..6]), lost = lost.len(), "resuming job from the ledger");
+        self.in_ledger(move |l| {
+            l.update_job(&job_id, |r| {
+                r.failures.extend(lost);
+                r.state_reason = "resumed after a restart".into();
+            })
+        })
+        .await?;
+        self.run_submission(&job, submission).await
+    }
+
+    fn envelope_ttl(&self) -> Duration {
+        self.config.job_timeout + Duration::from_secs(30)
+    }
+
+    async fn run_submission(
+        &self,
+        job: &Job,
+        submission: Submission,
+    ) -> Result<JobReport, SchedulerError> {
+        let started = Instant::now();
+        let job_id = submission.job_id;
+        let span = info_span!("job", id = %hex::encode(&job_id[..6]));
         async move {
             let (live, mut reasons) = self.survey().await;
             let known = self.config.peers.len();
@@ -276,26 +419,64 @@ impl Scheduler {
             )
             .len();
             if usable < job.replicas {
-                return Err(SchedulerError::NotEnoughWorkers {
+                let error = SchedulerError::NotEnoughWorkers {
                     needed: job.replicas,
                     usable,
                     known,
                     reasons,
-                });
+                };
+                let why = error.to_string();
+                self.in_ledger(move |l| {
+                    l.update_job(&job_id, |r| {
+                        r.set_state(pb::JobState::Failed);
+                        r.state_reason = why;
+                    })
+                })
+                .await?;
+                return Err(error);
             }
-            let verdict = self
+            let (verdict, evidence) = self
                 .run_replicas(job, &submission, &live, &candidates)
                 .await;
             let report = JobReport {
-                job_id: submission.job_id,
+                job_id,
                 verdict,
                 elapsed: started.elapsed(),
             };
             log_verdict(&report);
+            self.record_verdict(&report, evidence).await?;
             Ok(report)
         }
         .instrument(span)
         .await
+    }
+
+    /// Writes the results, failures and verdict of a finished job.
+    async fn record_verdict(
+        &self,
+        report: &JobReport,
+        evidence: Vec<pb::ResultRecord>,
+    ) -> Result<(), SchedulerError> {
+        if self.ledger.is_none() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let failures: Vec<pb::FailureRecord> = report
+            .verdict
+            .failures()
+            .iter()
+            .map(|f| ledger::failure_record(f, now))
+            .collect();
+        let (job_id, verdict) = (report.job_id, report.verdict.clone());
+        self.in_ledger(move |l| {
+            l.update_job(&job_id, |r| {
+                r.results.extend(evidence);
+                r.failures.extend(failures);
+                ledger::record_verdict(r, &verdict, Vec::new(), now);
+            })
+        })
+        .await?;
+        Ok(())
     }
 
     fn candidates(
@@ -328,7 +509,7 @@ impl Scheduler {
         submission: &Submission,
         live: &[LiveWorker],
         candidates: &[Candidate],
-    ) -> Verdict {
+    ) -> (Verdict, Vec<pb::ResultRecord>) {
         let mut round = Round {
             scheduler: self,
             job: Arc::new(job.clone()),
@@ -346,7 +527,16 @@ impl Scheduler {
         };
         round.place(job.replicas);
         round.collect().await;
-        build_verdict(&round.tally, round.runs, round.failures)
+        let now = now_ms();
+        let evidence = round
+            .runs
+            .iter()
+            .map(|(run, v)| ledger::result_record(run, &v.output, &v.stderr, now))
+            .collect();
+        (
+            build_verdict(&round.tally, round.runs, round.failures),
+            evidence,
+        )
     }
 
     fn spawn_attempt(
@@ -367,8 +557,25 @@ impl Scheduler {
         let job_id = submission.job_id;
         let input_hash = submission.input_hash;
         let span = info_span!("replica", worker = %peer.short(), addr = %conn.addr());
+        let ledger = self.ledger.clone();
         set.spawn(
             async move {
+                // Record the placement before sending: a crash from here on
+                // leaves a trace to resume from.
+                if let Some(ledger) = ledger {
+                    let placement = ledger::placement_record(peer, conn.addr(), &nonce, now_ms());
+                    let recorded = in_ledger(ledger, move |l| {
+                        l.update_job(&job_id, |r| {
+                            r.placements.push(placement);
+                            r.set_state(pb::JobState::Running);
+                            r.state_reason = "replicas running".into();
+                        })
+                    })
+                    .await;
+                    if let Err(e) = recorded {
+                        warn!(error = %e, "could not record a placement in the ledger");
+                    }
+                }
                 let started = Instant::now();
                 let expected = Expected {
                     worker: peer,
@@ -547,4 +754,19 @@ fn log_verdict(report: &JobReport) {
             "no quorum"
         ),
     }
+}
+
+fn now_ms() -> u64 {
+    ledger::unix_ms(SystemTime::now())
+}
+
+async fn in_ledger<R, F>(ledger: Ledger, op: F) -> Result<R, SchedulerError>
+where
+    R: Send + 'static,
+    F: FnOnce(&Ledger) -> Result<R, LedgerError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || op(&ledger))
+        .await
+        .map_err(|e| SchedulerError::Ledger(format!("ledger task failed: {e}")))?
+        .map_err(|e| SchedulerError::Ledger(e.to_string()))
 }

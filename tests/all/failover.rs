@@ -13,7 +13,7 @@ async fn a_node_killed_mid_job_is_replaced() {
     let sched = std::sync::Arc::new(scheduler(&grid));
     // About a second of work per replica.
     let job = Job::new(peergrid_jobs::HASHCHAIN.wasm)
-        .stdin(b"3000000 slow".to_vec())
+        .stdin(b"1500000 slow".to_vec())
         .replicas(3);
     let submit = tokio::spawn({
         let sched = std::sync::Arc::clone(&sched);
@@ -45,6 +45,7 @@ async fn a_node_killed_mid_job_is_replaced() {
         .unwrap()
         .unwrap();
     let Verdict::Accepted {
+        output,
         agreeing_workers,
         failed_workers,
         ..
@@ -55,6 +56,7 @@ async fn a_node_killed_mid_job_is_replaced() {
             report.verdict
         );
     };
+    assert_eq!(output.result, Ok(()), "the job itself completes");
     assert_eq!(
         agreeing_workers.len(),
         3,

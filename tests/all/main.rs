@@ -2,8 +2,10 @@
 //! ephemeral ports, real gRPC, real signatures, real wasmtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod certificates;
 mod failover;
 mod hostile;
+mod persistence;
 mod quorum;
 mod signatures;
 mod transport;

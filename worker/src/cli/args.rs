@@ -38,6 +38,9 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Run a job locally in the same sandbox (the reference result).
     Run(RunArgs),
+    /// Check a result certificate offline: valid signatures from enough
+    /// distinct workers, all for the same job, module, input and output.
+    Verify(VerifyArgs),
     /// Start a local grid with one cheating node, run the example jobs, and
     /// show the cheater being caught. No set-up needed.
     #[cfg(feature = "demo")]
@@ -110,12 +113,47 @@ pub struct SubmitArgs {
     /// Data directory holding the submitter's identity.
     #[arg(long, env = "PEERGRID_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Write the certificate of the accepted result (the agreeing workers'
+    /// signed claims) to this file, for `peergrid verify`.
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
     /// Job limits.
     #[command(flatten)]
     pub limits: LimitArgs,
     /// Program arguments for the job (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
+}
+
+/// `peergrid verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The certificate file (as written by `peergrid submit --certificate`).
+    pub certificate: PathBuf,
+    /// Also check that this file (or `-` for stdin) is the certified output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Distinct valid signatures required.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_signatures: u64,
+    /// Count only signatures by these peers (64 hex digits); repeatable.
+    #[arg(long = "known-peer", value_name = "PEER_ID", value_parser = parse_peer_id)]
+    pub known_peers: Vec<peergrid_proto::PeerId>,
+    /// Never count signatures by these peers (64 hex digits); repeatable.
+    #[arg(long = "banned-peer", value_name = "PEER_ID", value_parser = parse_peer_id)]
+    pub banned_peers: Vec<peergrid_proto::PeerId>,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+}
+
+/// How `peergrid verify` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned lines for people.
+    Text,
+    /// One JSON object.
+    Json,
 }
 
 /// `peergrid run`.
@@ -146,6 +184,11 @@ fn parse_job_id(text: &str) -> Result<[u8; 32], String> {
     hex::decode_to_slice(text, &mut id)
         .map_err(|e| format!("job id must be 64 hex digits: {e}"))?;
     Ok(id)
+}
+
+fn parse_peer_id(text: &str) -> Result<peergrid_proto::PeerId, String> {
+    text.parse()
+        .map_err(|e| format!("peer id must be 64 hex digits: {e}"))
 }
 
 /// `peergrid demo`.

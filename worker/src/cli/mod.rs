@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success; 1 error (bad file, no usable workers, …);
 //! 2 usage error; 3 no quorum (nothing accepted); 4 a quorum agreed that the
-//! job itself failed (out of fuel, trap, non-zero exit, …).
+//! job itself failed (out of fuel, trap, non-zero exit, …); 5 `verify`: the
+//! certificate is invalid (or the output does not match it).
 
 pub mod args;
 #[cfg(feature = "demo")]
@@ -15,6 +16,7 @@ pub mod node;
 pub mod report;
 pub mod run;
 pub mod submit;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,8 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_NO_QUORUM: u8 = 3;
 /// The job failed (as agreed by a quorum, or locally for `run`).
 pub const EXIT_JOB_FAILED: u8 = 4;
+/// `verify`: the certificate is invalid, or the output does not match it.
+pub const EXIT_INVALID: u8 = 5;
 
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -36,6 +40,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(a) => runtime()?.block_on(node::run(a)),
         Command::Submit(a) => runtime()?.block_on(submit::run(a)),
         Command::Run(a) => run::run(a),
+        Command::Verify(a) => verify::run(a),
         #[cfg(feature = "demo")]
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
         #[cfg(feature = "demo")]
