@@ -114,6 +114,23 @@ fn submit_to_three_node_processes_prints_the_verified_output() {
     assert_eq!(out.stdout, peergrid_jobs::PRIMES.sample_stdout);
     assert!(stderr.contains("ACCEPTED by 3 of 3"), "{stderr}");
 
+    // The ledger in the data dir kept the verdict: --resume replays it.
+    let short_id = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .expect("summary names the job")
+        .trim_end_matches(':')
+        .to_string();
+    let resumed = peergrid(
+        &["submit", "--resume", &short_id, "--peer", &nodes[0].addr],
+        work.path(),
+    );
+    let resumed_err = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{resumed_err}");
+    assert_eq!(resumed.stdout, peergrid_jobs::PRIMES.sample_stdout);
+    assert!(resumed_err.contains("already finished"), "{resumed_err}");
+
     let local = peergrid(
         &[
             "run",

@@ -97,7 +97,12 @@ pub struct LimitArgs {
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
     /// The WASM module (a WASI command).
-    pub module: PathBuf,
+    #[arg(required_unless_present = "resume")]
+    pub module: Option<PathBuf>,
+    /// Resume a job of the ledger that did not finish (its id, or a unique
+    /// prefix of it, as printed in the summary) instead of submitting one.
+    #[arg(long, value_name = "JOB_ID", conflicts_with_all = ["module", "input", "args"])]
+    pub resume: Option<String>,
     /// File to use as the job's stdin, or `-` for this process's stdin.
     #[arg(long)]
     pub input: Option<PathBuf>,

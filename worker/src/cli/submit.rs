@@ -5,32 +5,54 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use peergrid_proto::Identity;
+use peergrid_proto::{Identity, pb};
+use scheduler_lib::ledger::{self, Ledger};
 use scheduler_lib::{Certificate, Job, JobReport, Scheduler, SchedulerConfig, Verdict};
 
 use super::args::SubmitArgs;
 use super::{EXIT_JOB_FAILED, EXIT_NO_QUORUM, read_input, read_module, report};
 
-/// Submits the job and reports the verdict.
+/// Submits the job (or resumes one from the ledger) and reports the verdict.
 pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
-    let module = read_module(&args.module)?;
-    let stdin = read_input(args.input.as_ref())?;
-    let dir = super::data_dir(args.data_dir)?;
+    let dir = super::data_dir(args.data_dir.clone())?;
     let (identity, _) = Identity::load_or_create(&dir)?;
+    let ledger_path = dir.join(ledger::FILE_NAME);
+    let ledger = Ledger::open(&ledger_path)
+        .with_context(|| format!("opening the job ledger {}", ledger_path.display()))?;
     let scheduler = Scheduler::new(
         identity,
         SchedulerConfig {
-            peers: args.peers,
+            peers: args.peers.clone(),
             job_timeout: args.timeout,
             ..SchedulerConfig::default()
         },
-    );
-    let job = Job::new(module)
-        .stdin(stdin)
-        .args(args.args)
-        .limits(args.limits.limits())
-        .replicas(args.replicas);
-    let report = scheduler.submit(&job).await?;
+    )
+    .with_ledger(ledger.clone());
+    let report = match (&args.resume, &args.module) {
+        (Some(prefix), _) => {
+            let job_id = find_job(&ledger, prefix)?;
+            if let Some(done) = finished(&ledger, &job_id)? {
+                return Ok(done);
+            }
+            eprintln!(
+                "resuming job {} from {}",
+                hex::encode(job_id),
+                ledger_path.display()
+            );
+            scheduler.resume_job(job_id).await?
+        }
+        (None, Some(module)) => {
+            let module = read_module(module)?;
+            let stdin = read_input(args.input.as_ref())?;
+            let job = Job::new(module)
+                .stdin(stdin)
+                .args(args.args.clone())
+                .limits(args.limits.limits())
+                .replicas(args.replicas);
+            scheduler.submit(&job).await?
+        }
+        (None, None) => anyhow::bail!("give a module to submit, or --resume JOB_ID"),
+    };
     eprint!("{}", report::summary(&report, &report::by_id));
     match &report.verdict {
         Verdict::Accepted { output, .. } => {
@@ -56,6 +78,58 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_NO_QUORUM))
         }
     }
+}
+
+/// The ledger's job whose id starts with `prefix` (hex), if exactly one does.
+fn find_job(ledger: &Ledger, prefix: &str) -> anyhow::Result<[u8; 32]> {
+    let prefix = prefix.trim().to_ascii_lowercase();
+    anyhow::ensure!(
+        !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit()),
+        "--resume takes a job id in hex (or a prefix of one)"
+    );
+    let matches: Vec<[u8; 32]> = ledger
+        .jobs()?
+        .into_iter()
+        .map(|j| j.job_id)
+        .filter(|id| hex::encode(id).starts_with(&prefix))
+        .collect();
+    match matches.as_slice() {
+        [id] => Ok(*id),
+        [] => anyhow::bail!("no job in the ledger starts with {prefix}"),
+        _ => anyhow::bail!(
+            "{} jobs start with {prefix}; give more digits",
+            matches.len()
+        ),
+    }
+}
+
+/// For a job that already has a verdict: prints the stored output and
+/// returns the exit code; `None` if it still needs running.
+fn finished(ledger: &Ledger, job_id: &[u8; 32]) -> anyhow::Result<Option<ExitCode>> {
+    let record = ledger
+        .job(job_id)?
+        .with_context(|| format!("job {} vanished from the ledger", hex::encode(job_id)))?;
+    let code = match record.state() {
+        pb::JobState::Submitted | pb::JobState::Running => return Ok(None),
+        pb::JobState::Accepted => {
+            let verdict = record.verdict.clone().unwrap_or_default();
+            std::io::stdout().write_all(&verdict.output)?;
+            if verdict.outcome() == pb::Outcome::Success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_JOB_FAILED)
+            }
+        }
+        pb::JobState::NoQuorum => ExitCode::from(EXIT_NO_QUORUM),
+        pb::JobState::Failed | pb::JobState::Unspecified => ExitCode::from(super::EXIT_ERROR),
+    };
+    eprintln!(
+        "job {} already finished ({:?}): {}",
+        hex::encode(&job_id[..6]),
+        record.state(),
+        record.state_reason
+    );
+    Ok(Some(code))
 }
 
 /// Writes the certificate of an accepted result (encoded `ResultCertificate`).
