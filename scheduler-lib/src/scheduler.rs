@@ -468,11 +468,12 @@ impl Scheduler {
             .map(|f| ledger::failure_record(f, now))
             .collect();
         let (job_id, verdict) = (report.job_id, report.verdict.clone());
+        let certificate = report.certificate().map(|c| c.encode()).unwrap_or_default();
         self.in_ledger(move |l| {
             l.update_job(&job_id, |r| {
                 r.results.extend(evidence);
                 r.failures.extend(failures);
-                ledger::record_verdict(r, &verdict, Vec::new(), now);
+                ledger::record_verdict(r, &verdict, certificate, now);
             })
         })
         .await?;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use peergrid_proto::{PeerId, Sha256Hash, pb};
 
+use crate::certificate::Certificate;
 use crate::error::WorkerError;
 use crate::outcome::JobFailure;
 
@@ -117,4 +118,13 @@ pub struct JobReport {
     pub verdict: Verdict,
     /// Time from submit to verdict.
     pub elapsed: Duration,
+}
+
+impl JobReport {
+    /// The certificate of an accepted result: the agreeing workers' signed
+    /// claims, checkable offline ([`Certificate::verify`]). `None` without a
+    /// quorum.
+    pub fn certificate(&self) -> Option<Certificate> {
+        Certificate::from_report(self)
+    }
 }

@@ -45,6 +45,13 @@ async fn an_accepted_job_is_in_the_ledger_with_its_evidence() {
     let verdict = record.verdict.unwrap();
     assert_eq!(verdict.output, peergrid_jobs::PRIMES.sample_stdout);
     assert_eq!(verdict.agreeing_peers.len(), 3);
+    let certificate =
+        scheduler_lib::Certificate::decode(&verdict.certificate).expect("certificate stored");
+    let checked = certificate
+        .verify(&scheduler_lib::VerifyPolicy::default())
+        .unwrap();
+    assert_eq!(checked.signers.len(), 3);
+    assert!(certificate.matches_output(&verdict.output));
     assert!(ledger.unfinished().unwrap().is_empty());
 }
 
