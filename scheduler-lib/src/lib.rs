@@ -40,6 +40,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod adaptive;
 pub mod certificate;
 pub mod client;
 pub mod error;
@@ -49,15 +50,20 @@ pub mod limits;
 pub mod outcome;
 pub mod placement;
 pub mod quorum;
+pub mod reputation;
 pub mod result;
 pub mod scheduler;
+pub mod spot_check;
 pub mod verdict;
 
+pub use adaptive::{AdaptiveConfig, Decision, JobVerification, Plan, WorkerStanding};
 pub use certificate::{Certificate, CertificateError, VerifiedCertificate, VerifyPolicy};
 pub use error::{SchedulerError, WorkerError};
 pub use job::Job;
 pub use ledger::{JobSummary, Ledger, LedgerError};
 pub use limits::Limits;
 pub use outcome::{JobFailure, VoteKey};
+pub use reputation::{Change, Observation, PeerReputation, Reputation, ReputationConfig};
 pub use scheduler::{Scheduler, SchedulerConfig};
+pub use spot_check::{SpotCheckConfig, SpotChecks};
 pub use verdict::{AgreedOutput, JobReport, Verdict, WorkerFailure, WorkerRun};
