@@ -14,11 +14,11 @@ pub enum SchedulerError {
     InvalidJob(String),
     /// Fewer usable workers than the job has replicas.
     #[error(
-        "need {needed} distinct workers that accept this job, found {usable} (of {known} known peers){}",
+        "need at least {needed} distinct workers that accept this job (a strict majority of its replicas), found {usable} (of {known} known peers){}",
         if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
     )]
     NotEnoughWorkers {
-        /// Replicas requested.
+        /// Workers needed: a strict majority of the replicas requested.
         needed: usize,
         /// Workers that answered and admit the job.
         usable: usize,

@@ -20,8 +20,13 @@ pub struct Job {
     pub stdin: Vec<u8>,
     /// Resource limits, the same for every replica.
     pub limits: Limits,
-    /// How many workers run the job (k); a strict majority must agree.
+    /// How many workers run the job (k) while their credibility is unknown;
+    /// a strict majority of them must agree. With trusted workers, adaptive
+    /// replication may use fewer (see [`Job::adaptive`]).
     pub replicas: usize,
+    /// Whether replication adapts to the workers' credibility (the default).
+    /// `false`: always exactly `replicas` workers and a strict majority.
+    pub adaptive: bool,
 }
 
 impl Job {
@@ -36,6 +41,7 @@ impl Job {
             stdin: Vec::new(),
             limits: Limits::default(),
             replicas: 3,
+            adaptive: true,
         }
     }
 
@@ -64,6 +70,13 @@ impl Job {
     /// Sets the number of replicas (k).
     pub fn replicas(mut self, k: usize) -> Self {
         self.replicas = k;
+        self
+    }
+
+    /// Turns adaptive replication on (default) or off (fixed k, strict
+    /// majority).
+    pub fn adaptive(mut self, adaptive: bool) -> Self {
+        self.adaptive = adaptive;
         self
     }
 

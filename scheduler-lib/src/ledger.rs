@@ -88,6 +88,8 @@ const JOBS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("jobs");
 const PEERS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("peers");
 /// Bookkeeping: the schema version.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Small named values of the scheduler's own state (e.g. fault counts).
+const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 /// The key of the schema version in `meta`.
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -288,6 +290,7 @@ impl Ledger {
             txn.open_table(MODULES)?;
             txn.open_table(JOBS)?;
             txn.open_table(PEERS)?;
+            txn.open_table(STATE)?;
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             if found.is_none() {
@@ -466,6 +469,21 @@ impl Ledger {
             all.push((PeerId::from_bytes(peer.value()), record.value().to_vec()));
         }
         Ok(all)
+    }
+
+    /// Stores a named value of the scheduler's state (replacing it).
+    pub fn put_state(&self, name: &str, value: &[u8]) -> Result<(), LedgerError> {
+        self.write(|txn| {
+            txn.open_table(STATE)?.insert(name, value)?;
+            Ok(())
+        })
+    }
+
+    /// A named value of the scheduler's state, if stored.
+    pub fn state(&self, name: &str) -> Result<Option<Vec<u8>>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(STATE)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
     }
 
     /// Runs `f` in one write transaction committed with immediate

@@ -6,11 +6,14 @@
 //! submitter's [`Identity`](peergrid_proto::Identity), places the replicas on
 //! `k` distinct workers ([`placement`]), uploads the module to workers that
 //! lack it, checks every signed result ([`result`]), and accepts an output only
-//! when a strict majority of `k` agree on it ([`quorum`]). The [`Verdict`]
+//! when enough credible workers agree on it ([`adaptive`]: a strict majority
+//! of `k` while their credibility is unknown, fewer once this node trusts
+//! them from its own observations, [`reputation`]). The [`Verdict`]
 //! names the agreeing and the dissenting workers, so a cheater is caught by
 //! its own signature.
 //!
-//! Placement and quorum are plain functions and structs with no I/O; the
+//! Placement, verification, reputation and spot-checks are plain functions
+//! and structs with no I/O (the clock and random draws are passed in); the
 //! async [`Scheduler`] only moves bytes between them and the network.
 //!
 //! ```no_run
@@ -49,11 +52,12 @@ pub mod ledger;
 pub mod limits;
 pub mod outcome;
 pub mod placement;
-pub mod quorum;
 pub mod reputation;
+pub mod reputation_store;
 pub mod result;
 pub mod scheduler;
 pub mod spot_check;
+mod trust;
 pub mod verdict;
 
 pub use adaptive::{AdaptiveConfig, Decision, JobVerification, Plan, WorkerStanding};

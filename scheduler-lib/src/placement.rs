@@ -5,7 +5,8 @@
 //!    network address (`host:port`), so one machine cannot cast two votes
 //!    through two identities on one listener.
 //! 2. Only workers whose advertised limits admit the job.
-//! 3. Prefer workers with free slots, then those this scheduler has given the
+//! 3. Prefer workers with free slots, then established (trusted) workers, so
+//!    that a job can run on fewer of them, then those this scheduler has given the
 //!    least work so far (spreading work spreads the chances to catch a
 //!    cheater), then a per-job pseudo-random order (rendezvous hashing on
 //!    the job id) so equal workers share load without coordination.
@@ -27,6 +28,8 @@ pub struct Candidate {
     pub placed: u64,
     /// Whether its advertised maxima admit the job.
     pub admits_job: bool,
+    /// Whether this node trusts it enough to let it run jobs alone.
+    pub established: bool,
 }
 
 /// Chooses up to `count` candidates for a job, excluding peers in `exclude`
@@ -47,7 +50,12 @@ pub fn choose(
         .collect();
     order.sort_by_key(|&i| {
         let c = &candidates[i];
-        (c.free_slots == 0, c.placed, rendezvous(job_id, &c.peer))
+        (
+            c.free_slots == 0,
+            !c.established,
+            c.placed,
+            rendezvous(job_id, &c.peer),
+        )
     });
     let mut chosen = Vec::with_capacity(count);
     let mut peers = HashSet::new();
@@ -83,6 +91,7 @@ mod tests {
             free_slots: free,
             placed,
             admits_job: true,
+            established: false,
         }
     }
 

@@ -1,8 +1,9 @@
 //! The scheduler: signs a job, places its replicas on workers, collects and
 //! verifies their results and returns the quorum's verdict.
 //!
-//! Decisions are made by the pure [`placement`](crate::placement) and
-//! [`quorum`](crate::quorum) modules; this module only moves bytes and keeps
+//! Decisions are made by the pure [`placement`](crate::placement),
+//! [`adaptive`](crate::adaptive), [`reputation`](crate::reputation) and
+//! [`spot_check`](crate::spot_check) modules; this module only moves bytes and keeps
 //! time. One [`Scheduler`] is meant to live as long as the service that
 //! embeds it: it keeps connections to workers open across jobs.
 
@@ -15,15 +16,20 @@ use peergrid_proto::{Identity, PeerId, Sha256Hash, pb};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::adaptive::{AdaptiveConfig, Decision, JobVerification, WorkerStanding};
 use crate::client::{WorkerConn, WorkerInfo};
 use crate::error::{SchedulerError, WorkerError};
 use crate::job::{Job, Submission};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::limits::Limits;
-use crate::outcome::JobFailure;
+use crate::outcome::{JobFailure, VoteKey};
 use crate::placement::{self, Candidate};
-use crate::quorum::{Tally, TallyState};
+use crate::reputation::PeerReputation;
+use crate::reputation::{Observation, ReputationConfig};
+use crate::reputation_store;
 use crate::result::{Expected, VerifiedResult, verify_result};
+use crate::spot_check::SpotCheckConfig;
+use crate::trust::{KnownAnswer, TrustState};
 use crate::verdict::{AgreedOutput, JobReport, Verdict, WorkerFailure, WorkerRun};
 
 /// Knobs of a [`Scheduler`].
@@ -35,9 +41,21 @@ pub struct SchedulerConfig {
     pub connect_timeout: Duration,
     /// How long one job may take from submit to verdict, uploads included.
     pub job_timeout: Duration,
-    /// Extra workers tried, beyond the k first placed, when some fail to
-    /// answer (unreachable, busy, invalid result).
-    pub max_replacements: usize,
+    /// Adaptive replication: ε, the most replicas one job may use, how
+    /// often trusted workers are re-verified. (`majority_replicas` is taken
+    /// from each job's `replicas`.)
+    pub adaptive: AdaptiveConfig,
+    /// How observations move a peer's reputation, and when it is banned.
+    pub reputation: ReputationConfig,
+    /// How often workers get a job whose answer is known.
+    pub spot_checks: SpotCheckConfig,
+    /// Spot-checks sent at most after one job.
+    pub max_spot_checks_per_job: usize,
+    /// Accepted jobs kept in memory as spot-check questions.
+    pub known_answers: usize,
+    /// Seed of the policies' random draws (`None`: from the OS). Tests and
+    /// demos that need repeatable decisions set it.
+    pub seed: Option<u64>,
 }
 
 impl Default for SchedulerConfig {
@@ -46,7 +64,12 @@ impl Default for SchedulerConfig {
             peers: Vec::new(),
             connect_timeout: Duration::from_secs(3),
             job_timeout: Duration::from_secs(300),
-            max_replacements: 3,
+            adaptive: AdaptiveConfig::default(),
+            reputation: ReputationConfig::default(),
+            spot_checks: SpotCheckConfig::default(),
+            max_spot_checks_per_job: 2,
+            known_answers: 16,
+            seed: None,
         }
     }
 }
@@ -60,6 +83,7 @@ pub struct Scheduler {
     conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
+    trust: Mutex<TrustState>,
 }
 
 /// A worker that answered `Hello`, with its connection.
@@ -78,76 +102,102 @@ struct Attempt {
     outcome: Result<VerifiedResult, WorkerError>,
 }
 
-/// The state of one job's replicas while they run.
+/// The state of one job's replicas while they run: the adaptive policy
+/// decides, this only places, collects and keeps time.
 struct Round<'a> {
     scheduler: &'a Scheduler,
     job: Arc<Job>,
     submission: &'a Submission,
     live: &'a [LiveWorker],
+    /// Candidate indexes in placement order (banned and unfit ones left out).
+    order: Vec<usize>,
     candidates: &'a [Candidate],
     deadline: tokio::time::Instant,
-    tally: Tally,
-    tried: HashSet<PeerId>,
+    verification: JobVerification,
     running_addrs: HashSet<String>,
-    replacements_left: usize,
     runs: Vec<(WorkerRun, VerifiedResult)>,
     failures: Vec<WorkerFailure>,
     set: JoinSet<Attempt>,
+    decision: Decision,
 }
 
 impl Round<'_> {
-    /// Places up to `count` replicas on workers not tried yet; returns how
-    /// many were placed.
+    /// Places up to `count` more replicas on workers this job has not used,
+    /// never two on one address; returns how many were placed.
     fn place(&mut self, count: usize) -> usize {
-        let chosen = placement::choose(
-            self.candidates,
-            count,
-            &self.submission.job_id,
-            &self.tried,
-            &self.running_addrs,
-        );
-        for &i in &chosen {
+        let mut placed = 0;
+        for &i in &self.order {
+            if placed == count {
+                break;
+            }
+            let c = &self.candidates[i];
+            if self.verification.is_placed(&c.peer) || self.running_addrs.contains(&c.addr) {
+                continue;
+            }
+            self.verification.placed(c.peer);
+            self.running_addrs.insert(c.addr.clone());
             self.scheduler.spawn_attempt(
                 &mut self.set,
                 &self.live[i],
                 &self.job,
                 self.submission,
                 self.deadline,
+                true,
             );
-            self.tried.insert(self.candidates[i].peer);
-            self.running_addrs.insert(self.candidates[i].addr.clone());
+            placed += 1;
         }
-        chosen.len()
+        placed
     }
 
-    /// Records a failed replica and places a replacement while the budget
-    /// and unused workers last; otherwise the slot ends without a vote.
-    fn fail_or_replace(&mut self, failure: WorkerFailure) {
-        warn!(addr = %failure.addr, error = %failure.error, "replica failed");
-        self.failures.push(failure);
-        if self.replacements_left > 0 && self.place(1) == 1 {
-            self.replacements_left -= 1;
-            info!("placed a replacement replica");
-        } else {
-            self.tally.slot_failed();
+    /// Asks the policy what now, and acts: more replicas, or done.
+    fn step(&mut self) {
+        self.decision = self.verification.decide();
+        if let Decision::NeedMore(n) = self.decision {
+            if self.place(n) > 0 {
+                info!(n, "escalating: more replicas placed");
+            } else {
+                // No unused worker left: a strict majority of the job's k
+                // still decides, as it would without reputations.
+                self.decision = self.majority_fallback();
+            }
         }
     }
 
-    /// Collects answers until every slot has ended or the deadline passes.
+    /// With every usable worker tried: the result a strict majority of the
+    /// job's `replicas` agree on, if any.
+    fn majority_fallback(&self) -> Decision {
+        let needed = self.job.replicas / 2 + 1;
+        let mut counts: HashMap<VoteKey, usize> = HashMap::new();
+        for v in self.verification.votes() {
+            *counts.entry(v.key).or_default() += 1;
+        }
+        let votes = self.verification.votes().len();
+        counts
+            .into_iter()
+            .find(|&(_, n)| n >= needed && n * 2 > votes)
+            .map_or(Decision::NoQuorum, |(key, _)| Decision::Accept(key))
+    }
+
+    fn done(&self) -> bool {
+        match self.decision {
+            Decision::Accept(_) | Decision::NoQuorum => self.verification.pending() == 0,
+            Decision::Wait | Decision::NeedMore(_) => false,
+        }
+    }
+
+    /// Collects answers until the policy has decided and every replica has
+    /// answered (late answers still show who dissented), or the deadline.
     async fn collect(&mut self) {
-        while !self.tally.is_complete() {
+        let now = now_ms();
+        while !self.done() {
             let joined = tokio::select! {
                 joined = self.set.join_next() => joined,
                 () = tokio::time::sleep_until(self.deadline) => None,
             };
             let Some(joined) = joined else { break };
-            let attempt = match joined {
-                Ok(a) => a,
-                Err(e) => {
-                    warn!(error = %e, "attempt task failed");
-                    self.tally.slot_failed();
-                    continue;
-                }
+            let Ok(attempt) = joined else {
+                warn!("an attempt task failed");
+                continue;
             };
             self.running_addrs.remove(&attempt.addr);
             let failure = |error| WorkerFailure {
@@ -155,13 +205,32 @@ impl Round<'_> {
                 addr: attempt.addr.clone(),
                 error,
             };
+            let observation = match &attempt.outcome {
+                Ok(v) if v.result == Err(JobFailure::Timeout) => Some(Observation::TimedOut),
+                Ok(_) => None,
+                Err(WorkerError::RejectedResult(_)) => Some(Observation::InvalidResult),
+                Err(
+                    WorkerError::TimedOut(_)
+                    | WorkerError::WallClockTimeout
+                    | WorkerError::Unreachable(_),
+                ) => Some(Observation::TimedOut),
+                Err(_) => None,
+            };
+            if let Some(observation) = observation
+                && let Ok(mut trust) = self.scheduler.trust.lock()
+            {
+                trust.observe(attempt.peer, observation, now);
+            }
             match attempt.outcome {
                 Ok(verified) if verified.result == Err(JobFailure::Timeout) => {
-                    self.fail_or_replace(failure(WorkerError::WallClockTimeout));
+                    self.verification.failed(attempt.peer);
+                    self.failures.push(failure(WorkerError::WallClockTimeout));
                 }
                 Ok(verified) => {
                     debug!(worker = %attempt.peer.short(), key = ?verified.key, "verified result");
-                    self.tally.vote(attempt.peer, verified.key);
+                    let standing = self.scheduler.standing(&attempt.peer, self.job.adaptive);
+                    self.verification
+                        .vote(attempt.peer, verified.key, &standing);
                     let run = WorkerRun {
                         worker: attempt.peer,
                         addr: attempt.addr.clone(),
@@ -175,18 +244,28 @@ impl Round<'_> {
                     };
                     self.runs.push((run, verified));
                 }
-                Err(error) => self.fail_or_replace(failure(error)),
+                Err(error) => {
+                    warn!(addr = %attempt.addr, %error, "replica failed");
+                    self.verification.failed(attempt.peer);
+                    self.failures.push(failure(error));
+                }
             }
+            self.step();
         }
-        // Whatever is still running missed the deadline.
-        self.set.abort_all();
-        while self.tally.open_slots() > 0 {
-            self.tally.slot_failed();
+        if !self.set.is_empty() {
+            // Whatever is still running missed the deadline.
+            self.set.abort_all();
             self.failures.push(WorkerFailure {
                 worker: None,
-                addr: "(still running at the deadline)".into(),
+                addr: format!(
+                    "({} replicas still running at the deadline)",
+                    self.verification.pending()
+                ),
                 error: WorkerError::TimedOut(self.scheduler.config.job_timeout),
             });
+            if matches!(self.decision, Decision::Wait | Decision::NeedMore(_)) {
+                self.decision = self.majority_fallback();
+            }
         }
     }
 }
@@ -194,21 +273,166 @@ impl Round<'_> {
 impl Scheduler {
     /// A scheduler that signs jobs as `identity`.
     pub fn new(identity: Identity, config: SchedulerConfig) -> Self {
+        let trust = TrustState::new(
+            config.reputation.clone(),
+            config.spot_checks.clone(),
+            config.known_answers,
+            config.seed,
+        );
         Self {
             identity,
             config,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
             ledger: None,
+            trust: Mutex::new(trust),
         }
     }
 
-    /// Records every job, placement, result and verdict in `ledger`, so a
-    /// restarted submitter keeps its accepted results and can resume
-    /// unfinished jobs ([`Scheduler::resume_unfinished`]).
-    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+    /// Records every job, placement, result and verdict in `ledger`, and
+    /// every peer's reputation, so a restarted submitter keeps its accepted
+    /// results and whom it trusts, and can resume unfinished jobs
+    /// ([`Scheduler::resume_unfinished`]). Loads the reputations stored there.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Result<Self, SchedulerError> {
+        {
+            let mut trust = self.lock_trust();
+            let loaded = reputation_store::load(&ledger, &mut trust.reputation)
+                .map_err(|e| SchedulerError::Ledger(e.to_string()))?;
+            if loaded > 0 {
+                info!(peers = loaded, "reputations loaded from the ledger");
+            }
+        }
         self.ledger = Some(ledger);
-        self
+        Ok(self)
+    }
+
+    /// A snapshot of this node's reputation records, most trusted first.
+    pub fn reputations(&self) -> Vec<(PeerId, PeerReputation)> {
+        let trust = self.lock_trust();
+        let mut all: Vec<_> = trust
+            .reputation
+            .iter()
+            .map(|(p, r)| (*p, r.clone()))
+            .collect();
+        all.sort_by(|a, b| b.1.trust().total_cmp(&a.1.trust()).then(a.0.cmp(&b.0)));
+        all
+    }
+
+    /// Whether this node has banned `peer`.
+    pub fn is_banned(&self, peer: &PeerId) -> bool {
+        self.lock_trust().reputation.is_banned(peer)
+    }
+
+    fn lock_trust(&self) -> std::sync::MutexGuard<'_, TrustState> {
+        // A panic while holding the lock cannot leave the plain-data state
+        // half-updated in a way worse than losing one observation.
+        self.trust
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The standing the adaptive policy sees for `peer` (unknown for jobs
+    /// that asked for a fixed strict majority).
+    fn standing(&self, peer: &PeerId, adaptive: bool) -> WorkerStanding {
+        let trust = self.lock_trust();
+        self.standing_in(&trust, peer, adaptive)
+    }
+
+    fn standing_in(&self, trust: &TrustState, peer: &PeerId, adaptive: bool) -> WorkerStanding {
+        if adaptive {
+            trust.standing(peer)
+        } else {
+            WorkerStanding::unknown()
+        }
+    }
+
+    /// After an accepted job: update the workers' reputations, and keep the
+    /// job as a spot-check question if independent workers agreed on it.
+    fn learn(
+        &self,
+        verification: &JobVerification,
+        key: VoteKey,
+        job: &Arc<Job>,
+        submission: &Submission,
+        now: u64,
+    ) {
+        let observations = verification.observations(&key);
+        let mut trust = self.lock_trust();
+        for &(peer, observation) in &observations {
+            trust.observe(peer, observation, now);
+        }
+        if !observations.is_empty() {
+            trust.remember(KnownAnswer {
+                job: Arc::clone(job),
+                submission: submission.clone(),
+                key,
+                ran_on: verification.votes().iter().map(|v| v.peer).collect(),
+            });
+        }
+    }
+
+    /// Sends spot-checks to workers the policy picks among those that did
+    /// not take part in the job just finished, and scores the answers.
+    /// Returns the peers that were checked.
+    async fn spot_check(&self, live: &[LiveWorker], exclude: &HashSet<PeerId>) -> Vec<PeerId> {
+        let questions: Vec<(&LiveWorker, KnownAnswer)> = {
+            let mut trust = self.lock_trust();
+            let mut picked = Vec::new();
+            for worker in live {
+                if picked.len() == self.config.max_spot_checks_per_job {
+                    break;
+                }
+                let peer = worker.info.peer;
+                if exclude.contains(&peer) || worker.info.hello.free_slots == 0 {
+                    continue;
+                }
+                let draw = trust.draw();
+                if !trust.spot.should_spot_check(&trust.reputation, &peer, draw) {
+                    continue;
+                }
+                if let Some(question) = trust.question_for(&peer) {
+                    picked.push((worker, question));
+                }
+            }
+            picked
+        };
+        if questions.is_empty() {
+            return Vec::new();
+        }
+        let deadline = tokio::time::Instant::now() + self.config.job_timeout;
+        let mut set = JoinSet::new();
+        let mut expected = HashMap::new();
+        for (worker, question) in &questions {
+            let mut submission = question.submission.clone();
+            submission.expires_at = SystemTime::now() + self.envelope_ttl();
+            expected.insert(worker.info.peer, question.key);
+            self.spawn_attempt(
+                &mut set,
+                worker,
+                &question.job,
+                &submission,
+                deadline,
+                false,
+            );
+        }
+        let mut checked = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok(attempt) = joined else { continue };
+            let now = now_ms();
+            let matched = match &attempt.outcome {
+                Ok(v) if v.result == Err(JobFailure::Timeout) => None,
+                Ok(v) => Some(Some(v.key) == expected.get(&attempt.peer).copied()),
+                Err(WorkerError::RejectedResult(_)) => Some(false),
+                Err(_) => None,
+            };
+            if let Some(matched) = matched {
+                info!(worker = %attempt.peer.short(), matched, "spot-check answered");
+                self.lock_trust()
+                    .score_spot_check(attempt.peer, matched, now);
+                checked.push(attempt.peer);
+            }
+        }
+        checked
     }
 
     /// The ledger, if this scheduler keeps one.
@@ -418,9 +642,11 @@ impl Scheduler {
                 &HashSet::new(),
             )
             .len();
-            if usable < job.replicas {
+            // Enough workers for a strict majority of k to be possible.
+            let needed = job.replicas / 2 + 1;
+            if usable < needed {
                 let error = SchedulerError::NotEnoughWorkers {
-                    needed: job.replicas,
+                    needed,
                     usable,
                     known,
                     reasons,
@@ -444,22 +670,40 @@ impl Scheduler {
                 elapsed: started.elapsed(),
             };
             log_verdict(&report);
-            self.record_verdict(&report, evidence).await?;
+            let mut involved: HashSet<PeerId> = report
+                .verdict
+                .failures()
+                .iter()
+                .filter_map(|f| f.worker)
+                .collect();
+            involved.extend(report.verdict.runs().map(|r| r.worker));
+            let checked = self.spot_check(&live, &involved).await;
+            involved.extend(checked);
+            self.record_verdict(&report, evidence, involved).await?;
             Ok(report)
         }
         .instrument(span)
         .await
     }
 
-    /// Writes the results, failures and verdict of a finished job.
+    /// Writes the results, failures and verdict of a finished job together
+    /// with the reputations of the peers it involved (all or nothing).
     async fn record_verdict(
         &self,
         report: &JobReport,
         evidence: Vec<pb::ResultRecord>,
+        peers: HashSet<PeerId>,
     ) -> Result<(), SchedulerError> {
         if self.ledger.is_none() {
             return Ok(());
         }
+        let (reputations, faults) = {
+            let trust = self.lock_trust();
+            (
+                reputation_store::encoded(&trust.reputation, peers),
+                trust.reputation.fault_counts(),
+            )
+        };
         let now = now_ms();
         let failures: Vec<pb::FailureRecord> = report
             .verdict
@@ -470,11 +714,12 @@ impl Scheduler {
         let (job_id, verdict) = (report.job_id, report.verdict.clone());
         let certificate = report.certificate().map(|c| c.encode()).unwrap_or_default();
         self.in_ledger(move |l| {
-            l.update_job(&job_id, |r| {
+            l.update_job_and_peers(&job_id, &reputations, |r| {
                 r.results.extend(evidence);
                 r.failures.extend(failures);
                 ledger::record_verdict(r, &verdict, certificate, now);
-            })
+            })?;
+            reputation_store::save_fault_counts(l, faults)
         })
         .await?;
         Ok(())
@@ -487,9 +732,18 @@ impl Scheduler {
         reasons: &mut Vec<String>,
     ) -> Vec<Candidate> {
         let placed = self.placed.lock().map(|p| p.clone()).unwrap_or_default();
+        let trust = self.lock_trust();
         live.iter()
             .map(|w| {
-                let refusal = refusal_reason(job, &w.info.hello);
+                let standing = trust.reputation.standing(&w.info.peer);
+                let refusal = if trust.reputation.is_banned(&w.info.peer) {
+                    Some(
+                        "banned by this node's reputation (it must pass spot-checks to return)"
+                            .to_string(),
+                    )
+                } else {
+                    refusal_reason(job, &w.info.hello)
+                };
                 if let Some(r) = &refusal {
                     reasons.push(format!("{} ({}): {r}", w.conn.addr(), w.info.peer.short()));
                 }
@@ -499,6 +753,7 @@ impl Scheduler {
                     free_slots: w.info.hello.free_slots,
                     placed: placed.get(&w.info.peer).copied().unwrap_or(0),
                     admits_job: refusal.is_none(),
+                    established: standing.established && !standing.banned,
                 }
             })
             .collect()
@@ -511,22 +766,48 @@ impl Scheduler {
         live: &[LiveWorker],
         candidates: &[Candidate],
     ) -> (Verdict, Vec<pb::ResultRecord>) {
+        let order = placement::choose(
+            candidates,
+            candidates.len(),
+            &submission.job_id,
+            &HashSet::new(),
+            &HashSet::new(),
+        );
+        let adaptive = AdaptiveConfig {
+            majority_replicas: job.replicas,
+            max_replicas: self.config.adaptive.max_replicas.max(job.replicas),
+            ..self.config.adaptive.clone()
+        };
+        let mut verification = JobVerification::new(adaptive);
+        let (standings, draw) = {
+            let mut trust = self.lock_trust();
+            let standings: Vec<WorkerStanding> = order
+                .iter()
+                .take(job.replicas)
+                .map(|&i| self.standing_in(&trust, &candidates[i].peer, job.adaptive))
+                .collect();
+            let draw = trust.draw();
+            (standings, draw)
+        };
+        let plan = verification.plan(&standings, draw);
+        info!(replicas = plan.replicas, reason = ?plan.reason, "placement plan");
         let mut round = Round {
             scheduler: self,
             job: Arc::new(job.clone()),
             submission,
             live,
+            order,
             candidates,
             deadline: tokio::time::Instant::now() + self.config.job_timeout,
-            tally: Tally::new(job.replicas),
-            tried: HashSet::new(),
+            verification,
             running_addrs: HashSet::new(),
-            replacements_left: self.config.max_replacements,
             runs: Vec::new(),
             failures: Vec::new(),
             set: JoinSet::new(),
+            decision: Decision::Wait,
         };
-        round.place(job.replicas);
+        round.place(plan.replicas);
+        round.step();
         round.collect().await;
         let now = now_ms();
         let evidence = round
@@ -534,8 +815,12 @@ impl Scheduler {
             .iter()
             .map(|(run, v)| ledger::result_record(run, &v.output, &v.stderr, now))
             .collect();
+        if let Decision::Accept(key) = round.decision {
+            self.learn(&round.verification, key, &round.job, submission, now);
+        }
+        let needed = job.replicas / 2 + 1;
         (
-            build_verdict(&round.tally, round.runs, round.failures),
+            build_verdict(round.decision, needed, round.runs, round.failures),
             evidence,
         )
     }
@@ -547,6 +832,7 @@ impl Scheduler {
         job: &Arc<Job>,
         submission: &Submission,
         deadline: tokio::time::Instant,
+        record: bool,
     ) {
         if let Ok(mut placed) = self.placed.lock() {
             *placed.entry(worker.info.peer).or_default() += 1;
@@ -558,7 +844,7 @@ impl Scheduler {
         let job_id = submission.job_id;
         let input_hash = submission.input_hash;
         let span = info_span!("replica", worker = %peer.short(), addr = %conn.addr());
-        let ledger = self.ledger.clone();
+        let ledger = self.ledger.clone().filter(|_| record);
         set.spawn(
             async move {
                 // Record the placement before sending: a crash from here on
@@ -680,50 +966,49 @@ async fn attempt(
 }
 
 fn build_verdict(
-    tally: &Tally,
+    decision: Decision,
+    needed: usize,
     runs: Vec<(WorkerRun, VerifiedResult)>,
     failed_workers: Vec<WorkerFailure>,
 ) -> Verdict {
-    match tally.state() {
-        TallyState::Majority(key) => {
-            let mut agreeing = Vec::new();
-            let mut dissenting = Vec::new();
-            let mut output: Option<AgreedOutput> = None;
-            for (run, verified) in runs {
-                if verified.key == key {
-                    match &mut output {
-                        Some(o) => o.fuel_used = o.fuel_used.min(run.fuel_used),
-                        None => {
-                            output = Some(AgreedOutput {
-                                result: verified.result,
-                                stdout: verified.output,
-                                stderr: verified.stderr,
-                                fuel_used: run.fuel_used,
-                            })
-                        }
-                    }
-                    agreeing.push(run);
-                } else {
-                    dissenting.push(run);
+    let Decision::Accept(key) = decision else {
+        return Verdict::NoQuorum {
+            needed,
+            runs: runs.into_iter().map(|(r, _)| r).collect(),
+            failed_workers,
+        };
+    };
+    let mut agreeing = Vec::new();
+    let mut dissenting = Vec::new();
+    let mut output: Option<AgreedOutput> = None;
+    for (run, verified) in runs {
+        if verified.key == key {
+            match &mut output {
+                Some(o) => o.fuel_used = o.fuel_used.min(run.fuel_used),
+                None => {
+                    output = Some(AgreedOutput {
+                        result: verified.result,
+                        stdout: verified.output,
+                        stderr: verified.stderr,
+                        fuel_used: run.fuel_used,
+                    })
                 }
             }
-            match output {
-                Some(output) => Verdict::Accepted {
-                    output,
-                    agreeing_workers: agreeing,
-                    dissenting_workers: dissenting,
-                    failed_workers,
-                },
-                None => Verdict::NoQuorum {
-                    needed: tally.needed(),
-                    runs: agreeing.into_iter().chain(dissenting).collect(),
-                    failed_workers,
-                },
-            }
+            agreeing.push(run);
+        } else {
+            dissenting.push(run);
         }
-        TallyState::Pending | TallyState::NoQuorum => Verdict::NoQuorum {
-            needed: tally.needed(),
-            runs: runs.into_iter().map(|(r, _)| r).collect(),
+    }
+    match output {
+        Some(output) => Verdict::Accepted {
+            output,
+            agreeing_workers: agreeing,
+            dissenting_workers: dissenting,
+            failed_workers,
+        },
+        None => Verdict::NoQuorum {
+            needed,
+            runs: agreeing.into_iter().chain(dissenting).collect(),
             failed_workers,
         },
     }

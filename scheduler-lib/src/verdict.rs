@@ -99,6 +99,20 @@ impl Verdict {
         }
     }
 
+    /// Every verified run: agreeing and dissenting, or all votes without a
+    /// quorum.
+    pub fn runs(&self) -> impl Iterator<Item = &WorkerRun> {
+        let (a, b): (&[WorkerRun], &[WorkerRun]) = match self {
+            Verdict::Accepted {
+                agreeing_workers,
+                dissenting_workers,
+                ..
+            } => (agreeing_workers, dissenting_workers),
+            Verdict::NoQuorum { runs, .. } => (runs, &[]),
+        };
+        a.iter().chain(b)
+    }
+
     /// Workers that failed to return a usable result.
     pub fn failures(&self) -> &[WorkerFailure] {
         match self {

@@ -22,6 +22,7 @@ fn scheduler_with(
         },
     )
     .with_ledger(ledger)
+    .expect("load reputations")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

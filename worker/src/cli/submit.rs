@@ -27,7 +27,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             ..SchedulerConfig::default()
         },
     )
-    .with_ledger(ledger.clone());
+    .with_ledger(ledger.clone())?;
     let report = match (&args.resume, &args.module) {
         (Some(prefix), _) => {
             let job_id = find_job(&ledger, prefix)?;
