@@ -7,5 +7,6 @@ mod failover;
 mod hostile;
 mod persistence;
 mod quorum;
+mod reputation;
 mod signatures;
 mod transport;
