@@ -89,7 +89,7 @@ impl Default for AdaptiveConfig {
             epsilon: 1e-4,
             max_replicas: 9,
             majority_replicas: 3,
-            min_reverify: 0.05,
+            min_reverify: 0.06,
         }
     }
 }
@@ -486,7 +486,7 @@ mod tests {
     fn trusted_jobs_are_reverified_by_the_draw() {
         let config = AdaptiveConfig::default();
         let w = trusted();
-        assert_eq!(config.reverify_probability(&w), 0.05, "1/40 < floor");
+        assert_eq!(config.reverify_probability(&w), 0.06, "1/40 < floor");
         let mut job = JobVerification::new(config.clone());
         let plan = job.plan(&[w, trusted(), trusted()], 0.01);
         assert_eq!(plan.reason, PlanReason::Reverify);

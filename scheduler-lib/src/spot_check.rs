@@ -55,9 +55,12 @@ impl SpotChecks {
         &self.config
     }
 
-    /// Should `peer`, about to be given work, be sent a spot-check? Always
-    /// for a banned peer (the only work it can get, and its only way back);
-    /// otherwise when the uniform `draw` in [0, 1) falls below the
+    /// Should `peer`, about to be given work, be sent a spot-check? For a
+    /// banned peer (checks are the only work it can get, and its only way
+    /// back) with probability `1 / (1 + spot-checks it has failed)`: a peer
+    /// that keeps failing is asked ever more rarely (about `sqrt(2n)` checks
+    /// in `n` chances), one that passes keeps being asked until it recovers.
+    /// Otherwise when the uniform `draw` in [0, 1) falls below the
     /// configured probability (the newcomer one for a peer with no verified
     /// result yet).
     pub fn should_spot_check(&self, reputation: &Reputation, peer: &PeerId, draw: f64) -> bool {
@@ -65,7 +68,7 @@ impl SpotChecks {
             return draw < self.config.newcomer_probability;
         };
         if record.banned {
-            return true;
+            return draw < 1.0 / (1.0 + record.spot_failed as f64);
         }
         let newcomer = record.agreed == 0 && record.spot_passed == 0;
         let p = if newcomer {
@@ -100,7 +103,7 @@ mod tests {
     use crate::reputation::{Observation as Obs, ReputationConfig};
 
     #[test]
-    fn banned_peers_always_get_spot_checks_others_by_draw() {
+    fn banned_peers_get_ever_rarer_spot_checks_others_by_draw() {
         let checks = SpotChecks::new(SpotCheckConfig {
             probability: 0.1,
             newcomer_probability: 1.0,
@@ -115,7 +118,13 @@ mod tests {
             checks.score_spot_check(&mut rep, p, false, 0),
             Some(Change::Banned)
         );
-        assert!(checks.should_spot_check(&rep, &p, 0.99));
+        // One failed check: asked half the time; three: a quarter.
+        assert!(checks.should_spot_check(&rep, &p, 0.49));
+        assert!(!checks.should_spot_check(&rep, &p, 0.51));
+        checks.score_spot_check(&mut rep, p, false, 1);
+        checks.score_spot_check(&mut rep, p, false, 2);
+        assert!(checks.should_spot_check(&rep, &p, 0.24));
+        assert!(!checks.should_spot_check(&rep, &p, 0.26));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub enum Command {
     /// Check a result certificate offline: valid signatures from enough
     /// distinct workers, all for the same job, module, input and output.
     Verify(VerifyArgs),
+    /// List the peers this node has used as workers, most trusted first:
+    /// trust, credibility, agreements, faults, bans.
+    Peers(PeersArgs),
     /// Start a local grid with one cheating node, run the example jobs, and
     /// show the cheater being caught. No set-up needed.
     #[cfg(feature = "demo")]
@@ -152,12 +155,26 @@ pub struct VerifyArgs {
     pub output_format: OutputFormat,
 }
 
-/// How `peergrid verify` prints its report.
+/// `peergrid peers`.
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Data directory holding the ledger `peergrid submit` keeps.
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Show only the banned peers.
+    #[arg(long)]
+    pub banned: bool,
+    /// What to print on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+}
+
+/// How `peergrid verify` and `peergrid peers` print their reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// Aligned lines for people.
     Text,
-    /// One JSON object.
+    /// JSON: one object (`verify`) or an array of them (`peers`).
     Json,
 }
 

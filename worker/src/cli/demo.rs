@@ -1,8 +1,10 @@
-//! `peergrid demo`: a local grid with one cheater, the example jobs, and the
-//! verdicts that catch it. Everything is real: nodes on 127.0.0.1 ephemeral
-//! ports, gRPC, signatures, wasmtime.
+//! `peergrid demo`: a local grid with one cheater. The example jobs are
+//! verified by quorum, the cheater is caught by its own signature and
+//! banned, and once the honest nodes have earned trust, jobs run on fewer
+//! replicas. Everything is real: nodes on 127.0.0.1 ephemeral ports, gRPC,
+//! signatures, wasmtime.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,17 +12,13 @@ use anyhow::Context;
 use peergrid_proto::{Identity, PeerId};
 use peergrid_worker::fault::Fault;
 use peergrid_worker::{LocalGrid, NodeConfig};
-use scheduler_lib::{Job, JobFailure, Limits, Scheduler, SchedulerConfig, Verdict};
+use scheduler_lib::{Job, JobFailure, JobReport, Limits, Scheduler, SchedulerConfig, Verdict};
 
 use super::args::DemoArgs;
 use super::report;
 
-/// Per-node tally of the demo.
-#[derive(Default)]
-struct Score {
-    agreed: usize,
-    dissented: usize,
-}
+/// Quick jobs run to show trust being earned.
+const TRUST_JOBS: usize = 40;
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -32,10 +30,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let total = args.honest + 1;
     println!(
-        "peergrid demo: {total} nodes on 127.0.0.1, one of them a cheater; every job runs on {} of them\n",
+        "peergrid demo: {total} nodes on 127.0.0.1, one of them a cheater; jobs start on {} replicas\n",
         args.replicas
     );
-
     let mut configs: Vec<NodeConfig> = (0..total)
         .map(|_| {
             let mut c = NodeConfig::new("");
@@ -48,13 +45,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut grid = LocalGrid::start(configs)
         .await
         .context("starting the local grid")?;
-
     let names: HashMap<PeerId, String> = grid
         .nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.peer_id(), format!("node-{}", i + 1)))
         .collect();
+    let order: Vec<PeerId> = grid.nodes.iter().map(|n| n.peer_id()).collect();
     for (i, n) in grid.nodes.iter().enumerate() {
         let role = if i == cheater_index {
             "CHEATER: flips the last byte of every output, and signs it"
@@ -70,122 +67,156 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     println!();
 
-    let scheduler = Scheduler::new(
-        Identity::generate(),
-        SchedulerConfig {
-            peers: grid.addrs(),
-            job_timeout: Duration::from_secs(120),
-            ..SchedulerConfig::default()
-        },
-    );
+    let mut config = SchedulerConfig {
+        peers: grid.addrs(),
+        job_timeout: Duration::from_secs(120),
+        seed: Some(2026),
+        ..SchedulerConfig::default()
+    };
+    // ε = 1e-3 lets trust be earned within a demo-sized run; the default is 1e-4.
+    config.adaptive.epsilon = 1e-3;
+    let scheduler = Scheduler::new(Identity::generate(), config);
     let name =
         |peer: &PeerId, _addr: &str| names.get(peer).cloned().unwrap_or_else(|| peer.short());
 
-    let mut scores: HashMap<PeerId, Score> = HashMap::new();
+    println!("== 1. the example jobs, verified by quorum");
     let mut all_correct = true;
-    let mut jobs: Vec<(String, Job, Option<&[u8]>)> = peergrid_jobs::all()
-        .iter()
-        .map(|j| {
-            (
-                format!(
-                    "{}: {}",
-                    j.name,
-                    j.description.split(';').next().unwrap_or(j.name)
-                ),
-                Job::new(j.wasm)
-                    .stdin(j.sample_stdin)
-                    .args(j.sample_args.iter().copied())
-                    .replicas(args.replicas),
-                Some(j.sample_stdout),
-            )
-        })
-        .collect();
-    jobs.push((
-        "primes below 2 billion with a budget of only 50 million instructions".into(),
-        Job::new(peergrid_jobs::PRIMES.wasm)
-            .stdin(b"2000000000".to_vec())
-            .limits(Limits {
-                fuel: 50_000_000,
-                ..Limits::default()
-            })
-            .replicas(args.replicas),
-        None,
-    ));
-
-    for (title, job, expected) in &jobs {
-        println!("== {title}");
-        let report = scheduler.submit(job).await?;
+    for example in peergrid_jobs::all() {
+        println!(
+            "-- {}: {}",
+            example.name,
+            example.description.split(';').next().unwrap_or("")
+        );
+        let job = Job::new(example.wasm)
+            .stdin(example.sample_stdin)
+            .args(example.sample_args.iter().copied())
+            .replicas(args.replicas);
+        let report = scheduler.submit(&job).await?;
         print!("{}", report::summary(&report, &name));
-        match &report.verdict {
-            Verdict::Accepted {
-                output,
-                agreeing_workers,
-                dissenting_workers,
-                ..
-            } => {
-                for r in agreeing_workers {
-                    scores.entry(r.worker).or_default().agreed += 1;
+        match report.verdict.accepted() {
+            Some(output) => {
+                for line in String::from_utf8_lossy(&output.stdout).lines().take(24) {
+                    println!("  | {line}");
                 }
-                for r in dissenting_workers {
-                    scores.entry(r.worker).or_default().dissented += 1;
-                }
-                match &output.result {
-                    Ok(()) => {
-                        let text = String::from_utf8_lossy(&output.stdout);
-                        for line in text.lines().take(24) {
-                            println!("  | {line}");
-                        }
-                    }
-                    Err(JobFailure::OutOfFuel) => {
-                        println!(
-                            "  | (no output: every agreeing worker ran out of fuel at the same instruction)"
-                        )
-                    }
-                    Err(e) => println!("  | job failed: {e}"),
-                }
-                if let Some(expected) = expected {
-                    let correct = output.result.is_ok() && output.stdout == *expected;
-                    all_correct &= correct;
-                    println!(
-                        "  accepted output {} the known answer",
-                        if correct { "matches" } else { "DOES NOT match" }
-                    );
-                }
+                let correct = output.result.is_ok() && output.stdout == example.sample_stdout;
+                all_correct &= correct;
+                println!(
+                    "  accepted output {} the known answer",
+                    if correct { "matches" } else { "DOES NOT match" }
+                );
             }
-            Verdict::NoQuorum { .. } => all_correct = false,
+            None => all_correct = false,
         }
-        println!();
+        println!("  trust now: {}\n", trust_line(&scheduler, &order, &names));
     }
 
-    println!("== who was caught");
-    for (i, n) in grid.nodes.iter().enumerate() {
-        let s = scores.remove(&n.peer_id()).unwrap_or_default();
-        let verdict = if s.dissented > 0 {
-            "CAUGHT CHEATING"
-        } else if s.agreed + s.dissented == 0 {
-            "not picked"
+    println!("== 2. trust is earned: {TRUST_JOBS} quick jobs (hash chains)");
+    let mut executions = Vec::with_capacity(TRUST_JOBS);
+    let mut cheater_placed_after_ban = 0;
+    let cheater = order[cheater_index];
+    for i in 0..TRUST_JOBS {
+        let job = Job::new(peergrid_jobs::HASHCHAIN.wasm)
+            .stdin(format!("1000 demo job {i}").into_bytes())
+            .replicas(args.replicas);
+        let report = scheduler.submit(&job).await?;
+        all_correct &= report.verdict.accepted().is_some_and(|o| o.result.is_ok());
+        let placed = placed_on(&report);
+        if placed.contains(&cheater) && scheduler.is_banned(&cheater) {
+            cheater_placed_after_ban += 1;
+        }
+        executions.push(placed.len());
+    }
+    for (n, chunk) in executions.chunks(10).enumerate() {
+        let mean = chunk.iter().sum::<usize>() as f64 / chunk.len() as f64;
+        println!(
+            "  jobs {:>2}-{:<2}  {:.1} executions per job  {}",
+            n * 10 + 1,
+            n * 10 + chunk.len(),
+            mean,
+            "#".repeat((mean * 10.0).round() as usize)
+        );
+    }
+    println!(
+        "  (a job on trusted workers runs alone, except a random share re-verified in secret)"
+    );
+    println!("  trust now: {}\n", trust_line(&scheduler, &order, &names));
+
+    println!("== 3. a job that cannot finish: primes below 2 billion on 50 million instructions");
+    let job = Job::new(peergrid_jobs::PRIMES.wasm)
+        .stdin(b"2000000000".to_vec())
+        .limits(Limits {
+            fuel: 50_000_000,
+            ..Limits::default()
+        })
+        .replicas(args.replicas);
+    let report = scheduler.submit(&job).await?;
+    print!("{}", report::summary(&report, &name));
+    if let Some(output) = report.verdict.accepted()
+        && output.result == Err(JobFailure::OutOfFuel)
+    {
+        println!(
+            "  | (no output: the job ran out of fuel at the same instruction wherever it ran)"
+        );
+    }
+    println!();
+
+    println!("== who is trusted, who was caught");
+    for (peer, record) in scheduler.reputations() {
+        let planted = if peer == cheater {
+            "  (the planted cheater)"
         } else {
-            "honest"
+            ""
         };
         println!(
-            "  node-{}  peer {}  agreed {}  dissented {}  {verdict}{}",
-            i + 1,
-            n.peer_id().short(),
-            s.agreed,
-            s.dissented,
-            if i == cheater_index {
-                "  (the planted cheater)"
-            } else {
-                ""
-            }
+            "  {:<7} peer {}  trust {:.3}  agreed {:>2}  dissented {}  spot-checks {}/{}  {}{planted}",
+            names.get(&peer).map_or("?", String::as_str),
+            peer.short(),
+            record.trust(),
+            record.agreed,
+            record.dissented,
+            record.spot_passed,
+            record.spot_passed + record.spot_failed,
+            if record.banned { "BANNED" } else { "trusted" },
         );
     }
     grid.stop().await;
-    if all_correct {
-        println!("\nevery accepted result is correct, although one node lied on every job it ran");
+    let caught = scheduler.is_banned(&cheater) && cheater_placed_after_ban == 0;
+    if all_correct && caught {
+        println!(
+            "\nevery accepted result is correct; the cheater was banned and got no work after it"
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("\nsome job was not accepted with the right answer (see above)");
+        println!(
+            "\nsomething went wrong: see above (correct: {all_correct}, cheater banned: {caught})"
+        );
         Ok(ExitCode::from(super::EXIT_ERROR))
     }
+}
+
+/// The workers a job was placed on.
+fn placed_on(report: &JobReport) -> HashSet<PeerId> {
+    let verdict: &Verdict = &report.verdict;
+    verdict
+        .runs()
+        .map(|r| r.worker)
+        .chain(verdict.failures().iter().filter_map(|f| f.worker))
+        .collect()
+}
+
+/// `node-1 0.912  node-2 …` in node order; `—` for a node not seen yet.
+fn trust_line(scheduler: &Scheduler, order: &[PeerId], names: &HashMap<PeerId, String>) -> String {
+    let records: HashMap<PeerId, _> = scheduler.reputations().into_iter().collect();
+    order
+        .iter()
+        .map(|p| {
+            let name = names.get(p).map_or("?", String::as_str);
+            match records.get(p) {
+                Some(r) if r.banned => format!("{name} {:.3} BANNED", r.trust()),
+                Some(r) => format!("{name} {:.3}", r.trust()),
+                None => format!("{name} —"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("   ")
 }

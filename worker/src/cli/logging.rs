@@ -5,10 +5,14 @@ use tracing_subscriber::EnvFilter;
 use super::args::{Cli, Command, LogFormat};
 
 /// Installs the subscriber. A node logs at `info` by default (one line per
-/// job); the other commands only warn, so their stdout/stderr stay readable.
+/// job); the other commands only warn (the demo only errs), so their output
+/// stays readable.
 pub fn init(cli: &Cli) {
     let default = match cli.command {
         Command::Node(_) => "info",
+        // The demo tells its own story on stdout.
+        #[cfg(feature = "demo")]
+        Command::Demo(_) => "error",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

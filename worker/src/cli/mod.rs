@@ -13,6 +13,7 @@ pub mod demo;
 pub mod keygen;
 pub mod logging;
 pub mod node;
+pub mod peers;
 pub mod report;
 pub mod run;
 pub mod submit;
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(a) => runtime()?.block_on(submit::run(a)),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Peers(a) => peers::run(a),
         #[cfg(feature = "demo")]
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
         #[cfg(feature = "demo")]
