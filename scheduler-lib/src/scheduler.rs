@@ -23,7 +23,7 @@ use crate::job::{Job, Submission};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::limits::Limits;
 use crate::outcome::{JobFailure, VoteKey};
-use crate::placement::{self, Candidate};
+use crate::placement::{self, Candidate, Diversity, network_group};
 use crate::reputation::PeerReputation;
 use crate::reputation::{Observation, ReputationConfig};
 use crate::reputation_store;
@@ -53,6 +53,8 @@ pub struct SchedulerConfig {
     pub max_spot_checks_per_job: usize,
     /// Accepted jobs kept in memory as spot-check questions.
     pub known_answers: usize,
+    /// How different two workers' networks must be to run one job.
+    pub diversity: Diversity,
     /// Seed of the policies' random draws (`None`: from the OS). Tests and
     /// demos that need repeatable decisions set it.
     pub seed: Option<u64>,
@@ -69,6 +71,7 @@ impl Default for SchedulerConfig {
             spot_checks: SpotCheckConfig::default(),
             max_spot_checks_per_job: 2,
             known_answers: 16,
+            diversity: Diversity::default(),
             seed: None,
         }
     }
@@ -114,7 +117,8 @@ struct Round<'a> {
     candidates: &'a [Candidate],
     deadline: tokio::time::Instant,
     verification: JobVerification,
-    running_addrs: HashSet<String>,
+    /// Network groups this job has run in (never two replicas in one).
+    used_groups: HashSet<String>,
     runs: Vec<(WorkerRun, VerifiedResult)>,
     failures: Vec<WorkerFailure>,
     set: JoinSet<Attempt>,
@@ -131,11 +135,12 @@ impl Round<'_> {
                 break;
             }
             let c = &self.candidates[i];
-            if self.verification.is_placed(&c.peer) || self.running_addrs.contains(&c.addr) {
+            let group = network_group(&c.addr, self.scheduler.config.diversity);
+            if self.verification.is_placed(&c.peer) || self.used_groups.contains(&group) {
                 continue;
             }
             self.verification.placed(c.peer);
-            self.running_addrs.insert(c.addr.clone());
+            self.used_groups.insert(group);
             self.scheduler.spawn_attempt(
                 &mut self.set,
                 &self.live[i],
@@ -199,7 +204,6 @@ impl Round<'_> {
                 warn!("an attempt task failed");
                 continue;
             };
-            self.running_addrs.remove(&attempt.addr);
             let failure = |error| WorkerFailure {
                 worker: Some(attempt.peer),
                 addr: attempt.addr.clone(),
@@ -633,13 +637,14 @@ impl Scheduler {
             let (live, mut reasons) = self.survey().await;
             let known = self.config.peers.len();
             let candidates = self.candidates(job, &live, &mut reasons);
-            // Distinct peers on distinct addresses that admit the job.
+            // Distinct peers in distinct network groups that admit the job.
             let usable = placement::choose(
                 &candidates,
                 candidates.len(),
                 &submission.job_id,
                 &HashSet::new(),
                 &HashSet::new(),
+                self.config.diversity,
             )
             .len();
             // Enough workers for a strict majority of k to be possible.
@@ -772,6 +777,7 @@ impl Scheduler {
             &submission.job_id,
             &HashSet::new(),
             &HashSet::new(),
+            self.config.diversity,
         );
         let adaptive = AdaptiveConfig {
             majority_replicas: job.replicas,
@@ -800,7 +806,7 @@ impl Scheduler {
             candidates,
             deadline: tokio::time::Instant::now() + self.config.job_timeout,
             verification,
-            running_addrs: HashSet::new(),
+            used_groups: HashSet::new(),
             runs: Vec::new(),
             failures: Vec::new(),
             set: JoinSet::new(),
