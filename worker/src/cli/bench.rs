@@ -2,7 +2,8 @@
 //!
 //! Starts a local grid of real nodes (loopback gRPC, real signatures, real
 //! wasmtime), warms it up so every node holds and has compiled the module,
-//! then times submit→verified-result for a trivial job at k=1 and k=3, and
+//! then times submit→verified-result for a trivial job at fixed k=1 and
+//! k=3, at k=3 with adaptive replication once the workers are trusted, and
 //! the same job run locally in the sandbox as the baseline.
 
 use std::process::ExitCode;
@@ -87,18 +88,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "warm-up job not accepted"
         );
     }
+    // Fixed k (adaptive replication off), then k=3 adaptive: by now the
+    // warm-up and the fixed rows have made the three nodes established, so
+    // most adaptive jobs run on one replica.
+    let rows = [
+        ("grid, k=1", 1usize, false),
+        ("grid, k=3", 3, false),
+        ("grid, k=3 adaptive, trusted workers", 3, true),
+    ];
     let mut grid_samples = Vec::new();
-    for k in [1usize, 3] {
+    let mut adaptive_executions = 0;
+    for (label, k, adaptive) in rows {
         let mut samples = Vec::with_capacity(args.jobs);
         for _ in 0..args.jobs {
-            let report = scheduler.submit(&trivial().replicas(k)).await?;
+            let job = trivial().replicas(k).adaptive(adaptive);
+            let report = scheduler.submit(&job).await?;
             anyhow::ensure!(
                 report.verdict.accepted().is_some(),
-                "k={k} job not accepted"
+                "{label}: job not accepted"
             );
+            if adaptive {
+                adaptive_executions += report.verdict.runs().count();
+            }
             samples.push(report.elapsed);
         }
-        grid_samples.push((k, stats(samples)));
+        grid_samples.push((label, stats(samples)));
     }
     grid.stop().await;
 
@@ -116,20 +130,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ms(local.p99),
         ms(local.mean)
     );
-    for (k, s) in &grid_samples {
+    for (label, s) in &grid_samples {
         println!(
-            "| grid, k={k} | {} | {} | {} | {:.1}x |",
+            "| {label} | {} | {} | {} | {:.1}x |",
             ms(s.p50),
             ms(s.p99),
             ms(s.mean),
             s.p50.as_secs_f64() / local.p50.as_secs_f64()
         );
     }
-    if let [(_, k1), (_, k3)] = grid_samples.as_slice() {
+    if let [(_, k1), (_, k3), (_, adaptive)] = grid_samples.as_slice() {
         println!(
-            "\nk=3 vs k=1: p50 {:.2}x, p99 {:.2}x",
+            "\nk=3 vs k=1: p50 {:.2}x, p99 {:.2}x; k=3 adaptive vs k=1: p50 {:.2}x, {:.2} executions per job",
             k3.p50.as_secs_f64() / k1.p50.as_secs_f64(),
-            k3.p99.as_secs_f64() / k1.p99.as_secs_f64()
+            k3.p99.as_secs_f64() / k1.p99.as_secs_f64(),
+            adaptive.p50.as_secs_f64() / k1.p50.as_secs_f64(),
+            adaptive_executions as f64 / args.jobs as f64
         );
     }
     Ok(ExitCode::SUCCESS)
