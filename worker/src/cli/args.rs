@@ -109,9 +109,14 @@ pub struct SubmitArgs {
     /// File to use as the job's stdin, or `-` for this process's stdin.
     #[arg(long)]
     pub input: Option<PathBuf>,
-    /// Workers that must run the job (k); a strict majority must agree.
+    /// Workers that run the job (k) while their credibility is unknown; a
+    /// strict majority must agree. Trusted workers may need fewer.
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+    /// Always run exactly k replicas and decide by strict majority
+    /// (adaptive replication off).
+    #[arg(long)]
+    pub fixed_replicas: bool,
     /// Worker addresses (host:port); repeatable.
     #[arg(long = "peer", required = true)]
     pub peers: Vec<String>,

@@ -48,7 +48,8 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
                 .stdin(stdin)
                 .args(args.args.clone())
                 .limits(args.limits.limits())
-                .replicas(args.replicas);
+                .replicas(args.replicas)
+                .adaptive(!args.fixed_replicas);
             scheduler.submit(&job).await?
         }
         (None, None) => anyhow::bail!("give a module to submit, or --resume JOB_ID"),
