@@ -54,6 +54,18 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// The execution of a job that never ran (e.g. its module did not
+    /// compile): no output, no fuel.
+    pub fn failed(error: ExecError) -> Self {
+        Self {
+            result: Err(error),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            fuel_used: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
     /// Whether the job succeeded.
     pub fn is_ok(&self) -> bool {
         self.result.is_ok()

@@ -30,12 +30,6 @@ pub fn run_locally(
     };
     Ok(match sandbox.compile(module) {
         Ok(compiled) => sandbox.run(&compiled, &input, &sandbox_limits(limits)),
-        Err(error) => Execution {
-            result: Err(error),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fuel_used: 0,
-            elapsed: std::time::Duration::ZERO,
-        },
+        Err(error) => Execution::failed(error),
     })
 }

@@ -278,20 +278,15 @@ fn run_job(
         Some(m) => Ok(m),
         None => match store.read(hash) {
             Ok(bytes) => sandbox.compile(&bytes),
-            Err(e) => Err(ExecError::InvalidModule(format!(
+            // The node's disk failed, not the job: never a signed claim.
+            Err(e) => Err(ExecError::Host(format!(
                 "module unreadable from the store: {e}"
             ))),
         },
     };
     match module {
         Ok(module) => sandbox.run(&module, input, limits),
-        Err(error) => Execution {
-            result: Err(error),
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            fuel_used: 0,
-            elapsed: std::time::Duration::ZERO,
-        },
+        Err(error) => Execution::failed(error),
     }
 }
 

@@ -37,7 +37,7 @@ pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
             output,
             agreeing_workers,
             dissenting_workers,
-            failed_workers,
+            ..
         } => {
             let total = agreeing_workers.len() + dissenting_workers.len();
             let _ = writeln!(
@@ -59,20 +59,8 @@ pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
                     run_line(r, name)
                 );
             }
-            for f in failed_workers {
-                let _ = writeln!(
-                    out,
-                    "  failed     {}: {}",
-                    worker_name(f.worker.as_ref(), &f.addr, name),
-                    f.error
-                );
-            }
         }
-        Verdict::NoQuorum {
-            needed,
-            runs,
-            failed_workers,
-        } => {
+        Verdict::NoQuorum { needed, runs, .. } => {
             let _ = writeln!(
                 out,
                 "job {id}: NO QUORUM after {ms:.1} ms: no result had the {needed} agreeing workers needed; nothing accepted"
@@ -80,15 +68,15 @@ pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
             for r in runs {
                 let _ = writeln!(out, "  voted      {}", run_line(r, name));
             }
-            for f in failed_workers {
-                let _ = writeln!(
-                    out,
-                    "  failed     {}: {}",
-                    worker_name(f.worker.as_ref(), &f.addr, name),
-                    f.error
-                );
-            }
         }
+    }
+    for f in report.verdict.failures() {
+        let _ = writeln!(
+            out,
+            "  failed     {}: {}",
+            worker_name(f.worker.as_ref(), &f.addr, name),
+            f.error
+        );
     }
     out
 }
