@@ -114,6 +114,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
         grid_samples.push((label, stats(samples)));
     }
+    // The same fixed k=3 with a ledger, as `peergrid submit` runs it: every
+    // job, placement and verdict is a durable (fsync'd) redb transaction.
+    let ledger_dir = tempfile::tempdir()?;
+    let ledger =
+        scheduler_lib::Ledger::open(ledger_dir.path().join(scheduler_lib::ledger::FILE_NAME))?;
+    let with_ledger = Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            peers: grid.addrs(),
+            ..SchedulerConfig::default()
+        },
+    )
+    .with_ledger(ledger)?;
+    let mut samples = Vec::with_capacity(args.jobs);
+    for _ in 0..args.jobs {
+        let report = with_ledger
+            .submit(&trivial().replicas(3).adaptive(false))
+            .await?;
+        anyhow::ensure!(
+            report.verdict.accepted().is_some(),
+            "ledger job not accepted"
+        );
+        samples.push(report.elapsed);
+    }
+    grid_samples.push(("grid, k=3, with the redb ledger", stats(samples)));
     grid.stop().await;
 
     let local = stats(local_samples);
@@ -139,7 +164,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             s.p50.as_secs_f64() / local.p50.as_secs_f64()
         );
     }
-    if let [(_, k1), (_, k3), (_, adaptive)] = grid_samples.as_slice() {
+    if let [(_, k1), (_, k3), (_, adaptive), ..] = grid_samples.as_slice() {
         println!(
             "\nk=3 vs k=1: p50 {:.2}x, p99 {:.2}x; k=3 adaptive vs k=1: p50 {:.2}x, {:.2} executions per job",
             k3.p50.as_secs_f64() / k1.p50.as_secs_f64(),
