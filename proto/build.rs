@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "peergrid/v1/worker.proto",
             "peergrid/v1/certificate.proto",
             "peergrid/v1/ledger.proto",
+            "peergrid/v1/membership.proto",
         ],
         &["."],
     )?;

@@ -19,6 +19,8 @@ pub enum Domain {
     Job,
     /// A `ResultClaim` signed by the worker that ran the job.
     Result,
+    /// A membership `Advert` signed by the node it describes.
+    Advert,
 }
 
 impl Domain {
@@ -28,6 +30,7 @@ impl Domain {
         match self {
             Domain::Job => b"peergrid/job/v1\0",
             Domain::Result => b"peergrid/result/v1\0",
+            Domain::Advert => b"peergrid/advert/v1\0",
         }
     }
 
@@ -117,6 +120,18 @@ mod tests {
         let env = sign(&id, Domain::Result, vec![9; 40]);
         assert!(verify(&env, Domain::Result).is_ok());
         assert!(verify(&env, Domain::Job).is_err());
+    }
+
+    #[test]
+    fn advert_domain_is_separate() {
+        assert_eq!(Domain::Advert.tag(), b"peergrid/advert/v1\0");
+        let id = Identity::generate();
+        let env = sign(&id, Domain::Advert, vec![5; 20]);
+        assert_eq!(verify(&env, Domain::Advert).unwrap().signer, id.peer_id());
+        assert!(verify(&env, Domain::Job).is_err());
+        assert!(verify(&env, Domain::Result).is_err());
+        let job = sign(&id, Domain::Job, vec![5; 20]);
+        assert!(verify(&job, Domain::Advert).is_err());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - [`envelope`]: signing and verifying [`pb::SignedEnvelope`]s with a
 //!   domain-separation prefix per message kind ([`Domain`]), so that a signed
 //!   job can never be replayed as a signed result.
+//! - [`puzzle`]: the S/Kademlia static puzzle that makes identities cost
+//!   work to create (`grind`) and nothing to check (`solves`).
 //!
 //! Signatures cover the exact bytes that travel; a receiver verifies before
 //! it decodes and never re-encodes to verify.
@@ -28,6 +30,7 @@
 pub mod envelope;
 pub mod hash;
 pub mod identity;
+pub mod puzzle;
 
 /// Generated protobuf and gRPC code for `peergrid.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

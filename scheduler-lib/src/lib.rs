@@ -50,6 +50,7 @@ pub mod error;
 pub mod job;
 pub mod ledger;
 pub mod limits;
+pub mod membership;
 pub mod outcome;
 pub mod placement;
 pub mod reputation;

@@ -22,6 +22,7 @@ use crate::error::{SchedulerError, WorkerError};
 use crate::job::{Job, Submission};
 use crate::ledger::{self, Ledger, LedgerError};
 use crate::limits::Limits;
+use crate::membership::{MembershipConfig, verify_advert};
 use crate::outcome::{JobFailure, VoteKey};
 use crate::placement::{self, Candidate, Diversity, network_group};
 use crate::reputation::PeerReputation;
@@ -55,6 +56,12 @@ pub struct SchedulerConfig {
     pub known_answers: usize,
     /// How different two workers' networks must be to run one job.
     pub diversity: Diversity,
+    /// Ask the configured peers (`Members`) for the rest of the grid, so a
+    /// bootstrap address is enough (default: true).
+    pub discover: bool,
+    /// The network's identity puzzle: workers whose key does not solve it
+    /// get no work, and their adverts are ignored.
+    pub puzzle_bits: u32,
     /// Seed of the policies' random draws (`None`: from the OS). Tests and
     /// demos that need repeatable decisions set it.
     pub seed: Option<u64>,
@@ -72,6 +79,8 @@ impl Default for SchedulerConfig {
             max_spot_checks_per_job: 2,
             known_answers: 16,
             diversity: Diversity::default(),
+            discover: true,
+            puzzle_bits: MembershipConfig::default().puzzle_bits,
             seed: None,
         }
     }
@@ -275,6 +284,52 @@ impl Round<'_> {
 }
 
 impl Scheduler {
+    /// The configured addresses plus every live member their `Members`
+    /// answers name, with adverts that verify (signature, puzzle), deduplicated.
+    async fn discover(&self, problems: &mut Vec<String>) -> Vec<String> {
+        let mut set = JoinSet::new();
+        for addr in self.config.peers.iter().cloned() {
+            let timeout = self.config.connect_timeout;
+            set.spawn(async move {
+                let uri = format!("http://{addr}");
+                let answer = async move {
+                    let channel = tonic::transport::Endpoint::from_shared(uri)
+                        .map_err(|e| e.to_string())?
+                        .connect_timeout(timeout)
+                        .connect()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    pb::membership_client::MembershipClient::new(channel)
+                        .max_decoding_message_size(8 << 20)
+                        .members(pb::MembersRequest {})
+                        .await
+                        .map(tonic::Response::into_inner)
+                        .map_err(|s| s.message().to_string())
+                };
+                (addr, tokio::time::timeout(timeout * 2, answer).await)
+            });
+        }
+        let mut addrs: Vec<String> = self.config.peers.clone();
+        while let Some(joined) = set.join_next().await {
+            let Ok((addr, answer)) = joined else { continue };
+            match answer {
+                Ok(Ok(members)) => {
+                    for envelope in members.adverts {
+                        match verify_advert(&envelope, self.config.puzzle_bits) {
+                            Ok(advert) => addrs.push(advert.primary_addr().to_string()),
+                            Err(e) => debug!(%addr, error = %e, "ignored an advert"),
+                        }
+                    }
+                }
+                Ok(Err(e)) => debug!(%addr, error = %e, "no membership answer"),
+                Err(_) => problems.push(format!("{addr}: no membership answer in time")),
+            }
+        }
+        let mut seen = HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
+        addrs
+    }
+
     /// A scheduler that signs jobs as `identity`.
     pub fn new(identity: Identity, config: SchedulerConfig) -> Self {
         let trust = TrustState::new(
@@ -466,7 +521,13 @@ impl Scheduler {
     /// parallel. Returns the live ones and one line per peer that failed.
     pub async fn survey(&self) -> (Vec<LiveWorker>, Vec<String>) {
         let mut set = JoinSet::new();
-        for addr in self.config.peers.iter().cloned() {
+        let mut problems = Vec::new();
+        let addrs = if self.config.discover {
+            self.discover(&mut problems).await
+        } else {
+            self.config.peers.clone()
+        };
+        for addr in addrs {
             let conn = self.conns.lock().await.get(&addr).cloned();
             let timeout = self.config.connect_timeout;
             set.spawn(async move {
@@ -484,7 +545,6 @@ impl Scheduler {
             });
         }
         let mut live = Vec::new();
-        let mut problems = Vec::new();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok(Ok(worker)) => {
@@ -741,7 +801,12 @@ impl Scheduler {
         live.iter()
             .map(|w| {
                 let standing = trust.reputation.standing(&w.info.peer);
-                let refusal = if trust.reputation.is_banned(&w.info.peer) {
+                let refusal = if !solves_puzzle(&w.info.hello.public_key, self.config.puzzle_bits) {
+                    Some(format!(
+                        "its identity does not solve the network's puzzle ({} bits)",
+                        self.config.puzzle_bits
+                    ))
+                } else if trust.reputation.is_banned(&w.info.peer) {
                     Some(
                         "banned by this node's reputation (it must pass spot-checks to return)"
                             .to_string(),
@@ -896,6 +961,10 @@ impl Scheduler {
             .instrument(span),
         );
     }
+}
+
+fn solves_puzzle(public_key: &[u8], bits: u32) -> bool {
+    <[u8; 32]>::try_from(public_key).is_ok_and(|k| peergrid_proto::puzzle::solves(&k, bits))
 }
 
 /// Why this worker cannot take this job, from what it advertised.

@@ -84,6 +84,7 @@ async fn too_few_reachable_workers_is_a_clear_error() {
     let sched = Scheduler::new(
         Identity::generate(),
         SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
             peers,
             connect_timeout: Duration::from_secs(2),
             ..SchedulerConfig::default()

@@ -16,6 +16,7 @@ fn scheduler_with(
     Scheduler::new(
         identity,
         SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
             peers: grid.addrs(),
             job_timeout: Duration::from_secs(60),
             ..SchedulerConfig::default()

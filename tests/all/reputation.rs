@@ -112,6 +112,7 @@ async fn a_restarted_submitter_remembers_whom_it_trusts_and_whom_it_banned() {
         Scheduler::new(
             identity.clone(),
             SchedulerConfig {
+                puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
                 peers: grid.addrs(),
                 job_timeout: Duration::from_secs(60),
                 ..SchedulerConfig::default()
@@ -144,6 +145,7 @@ async fn once_workers_are_trusted_jobs_run_on_fewer_replicas() {
     // ε = 1e-2 so that trust is earned within a test-sized run (the default
     // 1e-4 needs tens of agreements per worker; see ALGORITHM.md).
     let mut config = SchedulerConfig {
+        puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
         peers: grid.addrs(),
         job_timeout: Duration::from_secs(60),
         seed: Some(7),

@@ -19,7 +19,7 @@ pub async fn grid(faults: &[Option<Fault>]) -> LocalGrid {
     let configs = faults
         .iter()
         .map(|fault| {
-            let mut c = NodeConfig::new("");
+            let mut c = NodeConfig::local();
             c.slots = 2;
             c.fault = fault.clone();
             c
@@ -38,6 +38,7 @@ pub fn scheduler(grid: &LocalGrid) -> Scheduler {
     Scheduler::new(
         Identity::generate(),
         SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
             peers: grid.addrs(),
             job_timeout: Duration::from_secs(60),
             ..SchedulerConfig::default()

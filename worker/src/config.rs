@@ -26,12 +26,37 @@ pub struct NodeConfig {
     pub replay_capacity: usize,
     /// Engine settings of the sandbox.
     pub sandbox: peergrid_sandbox::Config,
+    /// Membership: bootstrap peers, advertised address, gossip timing, the
+    /// network's identity puzzle.
+    pub gossip: crate::gossip::GossipConfig,
     /// Deliberate misbehaviour (demo and tests only).
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::fault::Fault>,
 }
 
+/// Identity puzzle bits for grids on one machine (demo, tests, benches):
+/// cheap to grind (a few milliseconds), so throwaway identities stay cheap.
+pub const LOCAL_PUZZLE_BITS: u32 = 8;
+
 impl NodeConfig {
+    /// Defaults for a node of a grid on one machine (demo, tests, benches):
+    /// [`LOCAL_PUZZLE_BITS`], and gossip every 200 ms with heartbeats fast
+    /// enough that a stopped node is noticed within seconds. Its data
+    /// directory is set by whoever starts it (see [`crate::LocalGrid`]).
+    pub fn local() -> Self {
+        let mut config = Self::new("");
+        let m = &mut config.gossip.membership;
+        m.puzzle_bits = LOCAL_PUZZLE_BITS;
+        m.refresh_interval_ms = 500;
+        m.suspect_after_ms = 1_500;
+        m.dead_after_ms = 3_000;
+        m.forget_after_ms = 3_000;
+        m.sweep_interval_ms = 200;
+        m.probe_timeout_ms = 2_000;
+        config.gossip.interval = std::time::Duration::from_millis(200);
+        config
+    }
+
     /// Defaults for a node keeping its state in `data_dir`: one slot per
     /// core minus one for the machine's owner, 512 MiB and 10 minutes per job
     /// at most, modules up to 256 MiB.
@@ -53,6 +78,7 @@ impl NodeConfig {
             max_concurrent_uploads: 4,
             replay_capacity: 1_000_000,
             sandbox: peergrid_sandbox::Config::default(),
+            gossip: crate::gossip::GossipConfig::default(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }

@@ -12,11 +12,13 @@
 //! library and [`scheduler_lib`].
 //!
 //! ```no_run
-//! use peergrid_proto::Identity;
 //! use peergrid_worker::{Node, NodeConfig};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let node = Node::new(Identity::generate(), NodeConfig::new("/tmp/peergrid-node"))?;
+//! let config = NodeConfig::new("/tmp/peergrid-node");
+//! // Identities must solve the network's puzzle (Sybil cost).
+//! let identity = peergrid_proto::puzzle::grind(config.gossip.membership.puzzle_bits, |_| {});
+//! let node = Node::new(identity, config)?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! println!("serving on {}", listener.local_addr()?);
 //! node.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
@@ -28,6 +30,7 @@ pub mod admission;
 pub mod config;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod gossip;
 pub mod local_grid;
 pub mod local_run;
 pub mod node;
@@ -35,6 +38,7 @@ pub mod pool;
 pub mod replay;
 pub mod store;
 
-pub use config::NodeConfig;
+pub use config::{LOCAL_PUZZLE_BITS, NodeConfig};
+pub use gossip::GossipConfig;
 pub use local_grid::{GridNode, LocalGrid};
 pub use node::{Node, NodeError, NodeStats, WorkerService};

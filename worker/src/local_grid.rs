@@ -3,7 +3,7 @@
 //! `peergrid demo` and the integration tests; handy for local development of
 //! a service that embeds `scheduler-lib`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use peergrid_proto::{Identity, PeerId};
@@ -31,19 +31,34 @@ pub struct GridNode {
 
 impl GridNode {
     /// Starts one node with `config` (its `data_dir` is replaced by a fresh
-    /// temporary directory) on an ephemeral loopback port.
-    pub async fn start(mut config: NodeConfig) -> Result<Self, NodeError> {
+    /// temporary directory) on an ephemeral port of 127.0.0.1, with a fresh
+    /// identity that solves the configured puzzle.
+    pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
+        Self::start_on(config, IpAddr::V4(Ipv4Addr::LOCALHOST), None).await
+    }
+
+    /// Like [`GridNode::start`], on `ip` (any 127.0.0.0/8 address works on
+    /// Linux, so a test can give each node its own address), with `identity`
+    /// if given (to restart a node as itself).
+    pub async fn start_on(
+        mut config: NodeConfig,
+        ip: IpAddr,
+        identity: Option<Identity>,
+    ) -> Result<Self, NodeError> {
         let dir = tempfile::Builder::new()
             .prefix("peergrid-node-")
             .tempdir()?;
         config.data_dir = dir.path().to_path_buf();
-        let node = Node::new(Identity::generate(), config)?;
+        let identity = identity.unwrap_or_else(|| {
+            peergrid_proto::puzzle::grind(config.gossip.membership.puzzle_bits, |_| {})
+        });
+        let node = Node::new(identity, config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("peergrid-grid-node")
             .enable_all()
             .build()?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let listener = std::net::TcpListener::bind(SocketAddr::new(ip, 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let listener = {

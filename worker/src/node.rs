@@ -39,6 +39,12 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The identity is not acceptable on this network.
+    #[error("{0}")]
+    Identity(String),
+    /// Membership could not start.
+    #[error("membership: {0}")]
+    Membership(String),
 }
 
 /// Counters of what a node has done since it started.
@@ -69,12 +75,22 @@ pub struct Node {
     uploads: Semaphore,
     stats: NodeStats,
     started: Instant,
+    gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
 }
 
 impl Node {
     /// Builds a node with this identity and configuration: creates the
     /// sandbox engine, the job threads and the module store.
     pub fn new(identity: Identity, config: NodeConfig) -> Result<Arc<Self>, NodeError> {
+        let bits = config.gossip.membership.puzzle_bits;
+        if !peergrid_proto::puzzle::solves(&identity.public_key(), bits) {
+            return Err(NodeError::Identity(format!(
+                "identity {} does not solve this network's puzzle ({bits} leading zero bits of \
+                 sha256(sha256(key)); it has {}): create one with `peergrid keygen --puzzle-bits {bits}`",
+                identity.peer_id().short(),
+                peergrid_proto::puzzle::difficulty(&identity.public_key())
+            )));
+        }
         let sandbox = Arc::new(Sandbox::new(config.sandbox.clone())?);
         let store = ModuleStore::open(&config.data_dir.join("modules"))?;
         let pool = JobPool::new(config.slots)?;
@@ -92,6 +108,7 @@ impl Node {
             store,
             stats: NodeStats::default(),
             started: Instant::now(),
+            gossip: std::sync::OnceLock::new(),
             config,
         }))
     }
@@ -109,6 +126,16 @@ impl Node {
     /// The node's sandbox (module cache statistics live there).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The node's membership, once it serves.
+    pub fn gossip(&self) -> Option<&Arc<crate::gossip::Gossip>> {
+        self.gossip.get()
     }
 
     /// Job slots in total.
@@ -133,22 +160,43 @@ impl Node {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
+        let advertise = match &self.config.gossip.advertise {
+            Some(addr) => addr.clone(),
+            None => listener.local_addr()?.to_string(),
+        };
+        let gossip = Arc::new(crate::gossip::Gossip::new(
+            &self,
+            &self.identity,
+            advertise,
+        )?);
+        let _ = self.gossip.set(Arc::clone(&gossip));
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<pb::worker_server::WorkerServer<WorkerService>>()
             .await;
+        let membership =
+            pb::membership_server::MembershipServer::new(crate::gossip::MembershipService {
+                node: Arc::clone(&self),
+            })
+            .max_decoding_message_size(4 << 20);
+        let gossip_loop = gossip.run(Arc::clone(&self), self.identity.clone());
         let worker = pb::worker_server::WorkerServer::new(WorkerService { node: self })
             .max_decoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES);
-        tonic::transport::Server::builder()
+        let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_adaptive_window(Some(true))
             .max_concurrent_streams(Some(256))
             .concurrency_limit_per_connection(64)
             .add_service(health_service)
+            .add_service(membership)
             .add_service(worker)
-            .serve_with_incoming_shutdown(incoming(listener), shutdown)
-            .await?;
+            .serve_with_incoming_shutdown(incoming(listener), shutdown);
+        // Gossip runs as long as the server does.
+        tokio::select! {
+            served = server => served?,
+            () = gossip_loop => {}
+        }
         Ok(())
     }
 

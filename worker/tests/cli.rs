@@ -69,11 +69,11 @@ fn peergrid(args: &[&str], data_dir: &Path) -> Output {
 #[test]
 fn keygen_creates_a_private_key_once_and_prints_the_peer_id() {
     let dir = tempfile::tempdir().unwrap();
-    let first = peergrid(&["keygen"], dir.path());
+    let first = peergrid(&["keygen", "--puzzle-bits", "8"], dir.path());
     assert!(first.status.success());
     let id = String::from_utf8(first.stdout).unwrap();
     assert_eq!(id.trim().len(), 64, "{id}");
-    let second = peergrid(&["keygen"], dir.path());
+    let second = peergrid(&["keygen", "--puzzle-bits", "8"], dir.path());
     assert_eq!(
         String::from_utf8(second.stdout).unwrap(),
         id,
@@ -104,6 +104,8 @@ fn submit_to_three_node_processes_prints_the_verified_output() {
         module.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
+        "--puzzle-bits",
+        "8",
     ];
     for n in &nodes {
         args.extend(["--peer", n.addr.as_str()]);

@@ -31,7 +31,7 @@ fn verify(cert: &Path, args: &[&str], data_dir: &Path) -> (Option<i32>, String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_writes_a_certificate_that_verify_checks_offline() {
-    let grid = LocalGrid::start(vec![NodeConfig::new(""); 3])
+    let grid = LocalGrid::start(vec![NodeConfig::local(); 3])
         .await
         .unwrap();
     let peers: Vec<String> = grid.nodes.iter().map(|n| n.peer_id().to_string()).collect();
@@ -50,6 +50,8 @@ async fn submit_writes_a_certificate_that_verify_checks_offline() {
         input.to_str().unwrap(),
         "--certificate",
         cert.to_str().unwrap(),
+        "--puzzle-bits",
+        "8",
     ];
     let addrs = grid.addrs();
     for addr in &addrs {

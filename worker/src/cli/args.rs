@@ -60,6 +60,9 @@ pub struct KeygenArgs {
     /// Data directory (default: the user's data dir, e.g. ~/.local/share/peergrid).
     #[arg(long, env = "PEERGRID_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The network's identity puzzle: leading zero bits of sha256(sha256(key)).
+    #[arg(long, default_value_t = DEFAULT_PUZZLE_BITS)]
+    pub puzzle_bits: u32,
 }
 
 /// `peergrid node`.
@@ -68,9 +71,15 @@ pub struct NodeArgs {
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
-    /// Other nodes to greet at start (host:port); repeatable.
+    /// Bootstrap peers (host:port) to learn the grid from by gossip; repeatable.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
+    /// The address other peers should dial (default: the listen address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// The network's identity puzzle: leading zero bits of sha256(sha256(key)).
+    #[arg(long, default_value_t = DEFAULT_PUZZLE_BITS)]
+    pub puzzle_bits: u32,
     /// Concurrent jobs (default: cores - 1, at least 1).
     #[arg(long)]
     pub slots: Option<usize>,
@@ -96,6 +105,9 @@ pub struct LimitArgs {
     pub max_output_kib: u64,
 }
 
+/// The network's default identity puzzle (about a second of one core).
+pub const DEFAULT_PUZZLE_BITS: u32 = 16;
+
 /// `peergrid submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -117,9 +129,14 @@ pub struct SubmitArgs {
     /// (adaptive replication off).
     #[arg(long)]
     pub fixed_replicas: bool,
-    /// Worker addresses (host:port); repeatable.
+    /// Worker or bootstrap addresses (host:port); repeatable. The rest of
+    /// the grid is learned from them (their `Members` answer).
     #[arg(long = "peer", required = true)]
     pub peers: Vec<String>,
+    /// The network's identity puzzle: workers whose key does not solve it
+    /// get no work.
+    #[arg(long, default_value_t = DEFAULT_PUZZLE_BITS)]
+    pub puzzle_bits: u32,
     /// Give up after this long (e.g. 5m).
     #[arg(long, default_value = "5m", value_parser = humantime_duration)]
     pub timeout: Duration,

@@ -68,7 +68,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     let configs = (0..3)
         .map(|_| {
-            let mut c = NodeConfig::new("");
+            let mut c = NodeConfig::local();
             c.slots = 1;
             c
         })
@@ -77,6 +77,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let scheduler = Scheduler::new(
         Identity::generate(),
         SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
             peers: grid.addrs(),
             ..SchedulerConfig::default()
         },
@@ -122,6 +123,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let with_ledger = Scheduler::new(
         Identity::generate(),
         SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
             peers: grid.addrs(),
             ..SchedulerConfig::default()
         },

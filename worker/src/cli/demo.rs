@@ -35,7 +35,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut configs: Vec<NodeConfig> = (0..total)
         .map(|_| {
-            let mut c = NodeConfig::new("");
+            let mut c = NodeConfig::local();
             c.slots = 1;
             c
         })
@@ -68,6 +68,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!();
 
     let mut config = SchedulerConfig {
+        puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
         peers: grid.addrs(),
         job_timeout: Duration::from_secs(120),
         seed: Some(2026),

@@ -3,11 +3,16 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use peergrid_proto::Identity;
-
-/// Creates the identity in `dir` if absent and prints the peer id.
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
-    let (identity, created) = Identity::load_or_create(dir)?;
+/// Creates the identity in `dir` if absent (grinding the network's puzzle at
+/// `bits`, with progress) and prints the peer id.
+pub fn run(dir: &Path, bits: u32) -> anyhow::Result<ExitCode> {
+    let (identity, created) = super::identity::load_or_grind(dir, bits, true)?;
+    let solved = peergrid_proto::puzzle::difficulty(&identity.public_key());
+    if solved < bits {
+        eprintln!(
+            "warning: this identity solves only {solved} bits of the puzzle; nodes of a {bits}-bit network will refuse it"
+        );
+    }
     let key = dir.join(peergrid_proto::identity::KEY_FILE);
     if created {
         eprintln!("created a new identity in {}", key.display());

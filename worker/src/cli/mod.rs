@@ -10,6 +10,7 @@ pub mod args;
 pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod identity;
 pub mod keygen;
 pub mod logging;
 pub mod node;
@@ -37,7 +38,7 @@ pub const EXIT_INVALID: u8 = 5;
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Keygen(a) => keygen::run(&data_dir(a.data_dir)?),
+        Command::Keygen(a) => keygen::run(&data_dir(a.data_dir)?, a.puzzle_bits),
         Command::Node(a) => runtime()?.block_on(node::run(a)),
         Command::Submit(a) => runtime()?.block_on(submit::run(a)),
         Command::Run(a) => run::run(a),

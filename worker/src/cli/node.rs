@@ -1,24 +1,24 @@
 //! `peergrid node`: serve jobs to other peers until Ctrl-C or SIGTERM.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
-use peergrid_proto::Identity;
 use peergrid_worker::{Node, NodeConfig};
-use scheduler_lib::client::WorkerConn;
-use tracing::{info, warn};
+use tracing::info;
 
 use super::args::NodeArgs;
 
 /// Runs a node.
 pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     let dir = super::data_dir(args.data_dir)?;
-    let (identity, created) = Identity::load_or_create(&dir)?;
+    let (identity, created) = super::identity::load_or_grind(&dir, args.puzzle_bits, true)?;
     if created {
         info!(dir = %dir.display(), "created a new node identity");
     }
     let mut config = NodeConfig::new(&dir);
+    config.gossip.membership.puzzle_bits = args.puzzle_bits;
+    config.gossip.bootstrap = args.peers.clone();
+    config.gossip.advertise = args.advertise.clone();
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.slots = slots;
@@ -34,29 +34,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         "listening on {addr} with {slots} job slot(s); data in {}",
         dir.display()
     );
-    for peer in &args.peers {
-        greet(peer).await;
-    }
     node.serve(listener, shutdown_signal()).await?;
     info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Says hello to a bootstrap peer and logs who answered.
-async fn greet(addr: &str) {
-    let answer = async {
-        let conn = WorkerConn::connect(addr, Duration::from_secs(3)).await?;
-        conn.hello().await
-    };
-    match answer.await {
-        Ok(info) => info!(
-            peer = %info.peer.short(),
-            %addr,
-            free_slots = info.hello.free_slots,
-            "bootstrap peer is up"
-        ),
-        Err(e) => warn!(%addr, error = %e, "bootstrap peer did not answer"),
-    }
 }
 
 async fn shutdown_signal() {

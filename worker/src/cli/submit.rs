@@ -23,6 +23,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
         identity,
         SchedulerConfig {
             peers: args.peers.clone(),
+            puzzle_bits: args.puzzle_bits,
             job_timeout: args.timeout,
             ..SchedulerConfig::default()
         },
