@@ -5,6 +5,7 @@
 mod certificates;
 mod failover;
 mod hostile;
+mod membership;
 mod persistence;
 mod quorum;
 mod reputation;

@@ -145,7 +145,7 @@ impl Gossip {
                 }
             }
             rounds += 1;
-            if rounds % 10 == 0 {
+            if rounds.is_multiple_of(10) {
                 self.save_anchors();
             }
         }

@@ -23,6 +23,8 @@ pub struct GridNode {
     pub node: Arc<Node>,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its identity (to restart it as itself).
+    pub identity: Identity,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
@@ -52,7 +54,7 @@ impl GridNode {
         let identity = identity.unwrap_or_else(|| {
             peergrid_proto::puzzle::grind(config.gossip.membership.puzzle_bits, |_| {})
         });
-        let node = Node::new(identity, config)?;
+        let node = Node::new(identity.clone(), config)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("peergrid-grid-node")
@@ -72,6 +74,7 @@ impl GridNode {
         Ok(Self {
             node,
             addr,
+            identity,
             runtime: Some(runtime),
             stop: Some(stop),
             task: Some(task),

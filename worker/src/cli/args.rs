@@ -186,6 +186,13 @@ pub struct PeersArgs {
     /// Show only the banned peers.
     #[arg(long)]
     pub banned: bool,
+    /// Instead of this node's reputations, show the membership table of the
+    /// running node at this address (id, address, slots, last seen, state).
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<String>,
+    /// The network's identity puzzle, to verify the adverts (with --node).
+    #[arg(long, default_value_t = DEFAULT_PUZZLE_BITS)]
+    pub puzzle_bits: u32,
     /// What to print on stdout.
     #[arg(long, value_enum, default_value = "text")]
     pub output_format: OutputFormat,

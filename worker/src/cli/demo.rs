@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use peergrid_proto::{Identity, PeerId};
 use peergrid_worker::fault::Fault;
-use peergrid_worker::{LocalGrid, NodeConfig};
+use peergrid_worker::{GridNode, LocalGrid, NodeConfig};
 use scheduler_lib::{Job, JobFailure, JobReport, Limits, Scheduler, SchedulerConfig, Verdict};
 
 use super::args::DemoArgs;
@@ -42,9 +42,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let cheater_index = total - 1;
     configs[cheater_index].fault = Some(Fault::FlipLastByte);
-    let mut grid = LocalGrid::start(configs)
-        .await
-        .context("starting the local grid")?;
+    // Node 1 starts alone; every other node is given only node 1's address
+    // and learns the rest by gossip.
+    let mut nodes: Vec<GridNode> = Vec::with_capacity(total);
+    for mut config in configs {
+        config.gossip.bootstrap = nodes
+            .first()
+            .map(|n| n.addr.to_string())
+            .into_iter()
+            .collect();
+        nodes.push(
+            GridNode::start(config)
+                .await
+                .context("starting the local grid")?,
+        );
+    }
+    let mut grid = LocalGrid { nodes };
+    let started = std::time::Instant::now();
+    while !grid.nodes.iter().all(|n| {
+        n.node
+            .gossip()
+            .is_some_and(|g| g.members().len() == total - 1)
+    }) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "the grid did not converge by gossip"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "gossip: every node learned the other {} from node-1's address alone in {:.1} s",
+        total - 1,
+        started.elapsed().as_secs_f64()
+    );
     let names: HashMap<PeerId, String> = grid
         .nodes
         .iter()
@@ -69,7 +99,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let mut config = SchedulerConfig {
         puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
-        peers: grid.addrs(),
+        // The submitter, too, is given only node-1's address.
+        peers: vec![grid.nodes[0].addr.to_string()],
         job_timeout: Duration::from_secs(120),
         seed: Some(2026),
         ..SchedulerConfig::default()

@@ -13,6 +13,7 @@ pub mod demo;
 pub mod identity;
 pub mod keygen;
 pub mod logging;
+pub mod members;
 pub mod node;
 pub mod peers;
 pub mod report;
@@ -43,7 +44,14 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Submit(a) => runtime()?.block_on(submit::run(a)),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
-        Command::Peers(a) => peers::run(a),
+        Command::Peers(a) => match a.node.clone() {
+            Some(addr) => runtime()?.block_on(members::run(
+                &addr,
+                a.puzzle_bits,
+                a.output_format == args::OutputFormat::Json,
+            )),
+            None => peers::run(a),
+        },
         #[cfg(feature = "demo")]
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
         #[cfg(feature = "demo")]
