@@ -18,6 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use peergrid_proto::{PeerId, sha256};
 
+use crate::membership::group::is_local;
+
 /// How different two workers' network locations must be to both run
 /// replicas of one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,28 +61,6 @@ pub fn network_group(addr: &str, rule: Diversity) -> String {
                 format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
             }
         },
-    }
-}
-
-/// Loopback, private (RFC 1918), link-local, CGNAT and IPv6 unique-local
-/// addresses: networks where a /24 says nothing about who runs a machine.
-fn is_local(ip: &IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || (a == 100 && (64..128).contains(&b))
-        }
-        IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-        }
     }
 }
 
