@@ -187,6 +187,8 @@ pub struct Stats {
     pub refused_group_full: u64,
     /// Refused: a 64-bit peer-id prefix collision.
     pub refused_collision: u64,
+    /// Byte-identical to an advert refused lately: skipped without work.
+    pub refused_again: u64,
     /// Inbound gossip calls refused (rate limit, graylist, bad advert).
     pub requests_rejected: u64,
 }

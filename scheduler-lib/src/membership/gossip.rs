@@ -5,12 +5,14 @@
 //!    ([`Membership::make_request`]). The responder B admits A's advert and
 //!    compares sums; for the ranges that differ (from a rotating start, up
 //!    to `max_digest_entries` entries) it answers with its complete listing
-//!    — (peer id, seq) of every advert it relays there. Equal sums: an
-//!    empty answer, and the exchange is over.
+//!    — (peer id, seq) of every advert it relays there — except where A's
+//!    sum is 0 (A holds nothing there): those adverts it sends at once.
+//!    Equal sums: an empty answer, and the exchange is over.
 //! 2. From B's listing A knows, range by range, what B lacks and what it
 //!    lacks itself. If anything differs, [`Membership::on_response`]
-//!    returns a follow-up call: A's own listing of those ranges plus the
-//!    adverts B lacks (push); B answers with the adverts A lacks (pull).
+//!    returns a follow-up call: the adverts B lacks (push) and A's wants —
+//!    (peer id, the seq A holds or 0) for each advert B listed newer; B
+//!    answers with those adverts (pull).
 //!
 //! Every advert is verified by its receiver before it counts, and a bad one
 //! is charged to whoever handed it over (the requester, or the responder
@@ -164,63 +166,74 @@ impl<V: VerifyAdvert> Membership<V> {
         }
         let digest = request.digest.unwrap_or_default();
         if digest.range_sums.len() == RANGES {
-            return Ok(pb::GossipResponse {
-                digest: Some(self.listing(&digest.range_sums)),
-                adverts: Vec::new(),
-            });
+            return Ok(self.listing(&digest.range_sums));
         }
         Ok(pb::GossipResponse {
             digest: None,
-            adverts: self.missing_for(&digest),
+            adverts: self.wanted(&digest.entries),
         })
     }
 
-    /// This node's complete listing of the ranges whose sums differ from
-    /// `theirs`, from a rotating start, within `max_digest_entries`.
-    fn listing(&mut self, theirs: &[u64]) -> pb::GossipDigest {
+    /// The answer to a first call: for the ranges whose sums differ from
+    /// `theirs` (from a rotating start), this node's adverts where the caller
+    /// holds nothing (sum 0), and its complete listing of the others, within
+    /// `max_adverts_per_message` and `max_digest_entries`.
+    fn listing(&mut self, theirs: &[u64]) -> pb::GossipResponse {
         let mine = self.table.sums();
-        let cap = self.config.max_digest_entries;
+        let (cap, advert_cap) = (
+            self.config.max_digest_entries,
+            self.config.max_adverts_per_message,
+        );
         let mut digest = pb::GossipDigest::default();
+        let mut adverts = Vec::new();
         let start = self.listing_cursor;
+        self.listing_cursor = (start + 1) % RANGES;
         for r in (0..RANGES).map(|i| (start + i) % RANGES) {
             if mine[r] == theirs[r] {
                 continue;
             }
-            let n = self.table.range_len(r);
-            if digest.entries.len() + n > cap {
-                if digest.ranges.is_empty() {
-                    continue; // a range larger than a whole message: skip it
+            if theirs[r] == 0 {
+                let before = adverts.len();
+                adverts.extend(self.table.range(r).map(|e| e.advert.envelope.clone()));
+                if adverts.len() <= advert_cap {
+                    continue; // the caller lacks them all: no listing needed
                 }
-                self.listing_cursor = r;
-                return digest;
+                adverts.truncate(before);
             }
-            digest.ranges.push(r as u32);
+            let before = digest.entries.len();
             digest.entries.extend(
                 self.table
                     .range(r)
                     .map(|e| digest_entry(&e.advert.peer, e.seq())),
             );
+            if digest.entries.len() > cap {
+                digest.entries.truncate(before);
+                if digest.ranges.is_empty() {
+                    continue; // a range larger than a whole message: skip it
+                }
+                self.listing_cursor = r;
+                break;
+            }
+            digest.ranges.push(r as u32);
         }
-        self.listing_cursor = (start + 1) % RANGES;
-        digest
+        pb::GossipResponse {
+            digest: Some(digest),
+            adverts,
+        }
     }
 
-    /// The adverts the sender of `digest` lacks in the ranges it lists.
-    fn missing_for(&self, digest: &pb::GossipDigest) -> Vec<pb::SignedEnvelope> {
-        let cap = self.config.max_adverts_per_message;
-        let theirs = Listing::parse(&digest.entries, self.config.max_digest_entries);
-        let mut adverts = Vec::new();
-        for r in parse_ranges(&digest.ranges) {
-            for e in self.table.range(r) {
-                if adverts.len() >= cap {
-                    return adverts;
-                }
-                if theirs.seq_of(&e.advert.peer).is_none_or(|s| s < e.seq()) {
-                    adverts.push(e.advert.envelope.clone());
-                }
-            }
-        }
-        adverts
+    /// The adverts a follow-up call wants: each (peer, seq) held newer.
+    fn wanted(&self, wants: &[pb::DigestEntry]) -> Vec<pb::SignedEnvelope> {
+        wants
+            .iter()
+            .take(self.config.max_digest_entries)
+            .filter_map(|w| {
+                let peer = PeerId::from_slice(&w.peer_id)?;
+                let e = self.table.get(&peer)?;
+                (e.relayed() && e.seq() > w.seq).then(|| e.advert.envelope.clone())
+            })
+            .take(self.config.max_adverts_per_message)
+            .collect()
     }
 
     /// Handles the response of `target` to a call this node made. Returns
@@ -250,42 +263,36 @@ impl<V: VerifyAdvert> Membership<V> {
         Outbound { follow_up, events }
     }
 
-    /// The second call: this node's listing of the ranges the responder
-    /// listed, and the adverts the responder lacks; `None` if the listings
-    /// agree.
+    /// The second call: the adverts the responder lacks in the ranges it
+    /// listed (push), and the ones it listed newer (wants); `None` if the
+    /// listings agree. Peers the table refused lately are not wanted again.
     fn follow_up(&self, theirs: &pb::GossipDigest) -> Option<pb::GossipRequest> {
         let listing = Listing::parse(&theirs.entries, self.config.max_digest_entries);
         let cap = self.config.max_adverts_per_message;
-        let mut digest = pb::GossipDigest::default();
+        let mut wants = Vec::new();
         let mut pushes = Vec::new();
-        let mut differs = false;
         for r in parse_ranges(&theirs.ranges) {
-            let n = self.table.range_len(r);
-            if digest.entries.len() + n > self.config.max_digest_entries {
-                break;
-            }
-            digest.ranges.push(r as u32);
             for e in self.table.range(r) {
-                digest.entries.push(digest_entry(&e.advert.peer, e.seq()));
-                match listing.seq_of(&e.advert.peer) {
-                    Some(s) if s >= e.seq() => differs |= s > e.seq(),
-                    _ => {
-                        differs = true;
-                        if pushes.len() < cap {
-                            pushes.push(e.advert.envelope.clone());
-                        }
-                    }
+                if pushes.len() < cap && listing.seq_of(&e.advert.peer).is_none_or(|s| s < e.seq())
+                {
+                    pushes.push(e.advert.envelope.clone());
                 }
             }
-            differs |= listing.in_range(r).iter().any(|(id, seq)| {
-                self.table
-                    .get(&PeerId::from_bytes(*id))
-                    .is_none_or(|e| e.seq() < *seq)
-            });
+            for (id, seq) in listing.in_range(r) {
+                let peer = PeerId::from_bytes(*id);
+                let held = self.table.get(&peer).map_or(0, |e| e.seq());
+                if held < *seq && wants.len() < cap && !self.recently_refused(&peer, *seq) {
+                    wants.push(digest_entry(&peer, held));
+                }
+            }
         }
-        (differs && !digest.ranges.is_empty()).then(|| pb::GossipRequest {
+        (!wants.is_empty() || !pushes.is_empty()).then(|| pb::GossipRequest {
             from_advert: Some(self.me.envelope.clone()),
-            digest: Some(digest),
+            digest: Some(pb::GossipDigest {
+                entries: wants,
+                ranges: Vec::new(),
+                range_sums: Vec::new(),
+            }),
             adverts: pushes,
         })
     }

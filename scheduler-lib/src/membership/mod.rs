@@ -15,7 +15,8 @@
 //!   range sums, list the ranges that differ (peer id, seq), and send each
 //!   other the adverts the other lacks. Messages are capped; a converged
 //!   pair exchanges one 8 KiB call. An advert reaches all N nodes in
-//!   O(log N) rounds (the `membership_sim` example: 13 rounds at 10,000).
+//!   O(log N) rounds (the `membership_sim` example: every node knows every
+//!   other after 4 rounds at 1,000 nodes, 15 at 10,000).
 //! - **Failure detection** ([`detector`]): gossip-style heartbeats (van
 //!   Renesse et al. 1998): nodes re-sign their advert every
 //!   `refresh_interval_ms`; a peer whose newest advert is older than
@@ -120,7 +121,7 @@ pub struct MembershipConfig {
     pub sweep_interval_ms: u64,
     /// Most digest entries in one message (1024, about 43 KB).
     pub max_digest_entries: usize,
-    /// Most adverts in one message (256, about 64 KB).
+    /// Most adverts in one message (512, about 120 KB).
     pub max_adverts_per_message: usize,
     /// Buckets of the table (512).
     pub buckets: usize,
@@ -164,7 +165,7 @@ impl Default for MembershipConfig {
             max_clock_skew_ms: 30_000,
             sweep_interval_ms: 10_000,
             max_digest_entries: 1024,
-            max_adverts_per_message: 256,
+            max_adverts_per_message: 512,
             buckets: 512,
             bucket_size: 64,
             buckets_per_group: 4,
@@ -184,3 +185,6 @@ impl Default for MembershipConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 //! probes and the admission of every advert it receives. The gossip
 //! exchange itself is in [`super::gossip`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use peergrid_proto::{PeerId, pb, sha256};
@@ -14,6 +15,10 @@ use super::detector::{self, Freshness, PeerState};
 use super::event::{Event, Member, Relayer, Stats, Target};
 use super::limiter::{KeyedLimiter, Penalties};
 use super::table::{Entry, Offer, Refusal, Swept, Table};
+
+/// How many refused adverts are remembered (so that they are neither
+/// verified nor asked for again until their peer publishes a newer one).
+const REFUSED_MEMORY: usize = 8192;
 
 /// A bootstrap address or a restored anchor.
 #[derive(Debug, Clone)]
@@ -43,6 +48,8 @@ pub struct Membership<V = Verifier> {
     last_tick_ms: Option<u64>,
     pub(super) listing_cursor: usize,
     pub(super) stats: Stats,
+    /// The adverts the table refused lately, by peer.
+    refused: HashMap<PeerId, Arc<VerifiedAdvert>>,
     verifier: V,
 }
 
@@ -111,6 +118,7 @@ impl<V: VerifyAdvert> Membership<V> {
             last_tick_ms: None,
             listing_cursor: 0,
             stats: Stats::default(),
+            refused: HashMap::new(),
             verifier,
         })
     }
@@ -297,6 +305,10 @@ impl<V: VerifyAdvert> Membership<V> {
             self.stats.duplicates += 1;
             return Ok(held);
         }
+        if let Some(refused) = self.refused_copy(envelope) {
+            self.stats.refused_again += 1;
+            return Ok(refused);
+        }
         match self.verifier.verify(envelope, self.config.puzzle_bits) {
             Ok(advert) => {
                 self.admit(Arc::clone(&advert), now_ms, events);
@@ -331,6 +343,28 @@ impl<V: VerifyAdvert> Membership<V> {
         (held.advert.envelope == *envelope).then(|| Arc::clone(&held.advert))
     }
 
+    /// The advert of this envelope if the table refused exactly it lately.
+    fn refused_copy(&self, envelope: &pb::SignedEnvelope) -> Option<Arc<VerifiedAdvert>> {
+        if envelope.public_key.len() != 32 || self.refused.is_empty() {
+            return None;
+        }
+        let peer = PeerId::from_bytes(sha256(&envelope.public_key));
+        let refused = self.refused.get(&peer)?;
+        (refused.envelope == *envelope).then(|| Arc::clone(refused))
+    }
+
+    /// Whether the table refused `peer`'s advert at `seq` or later lately.
+    pub(super) fn recently_refused(&self, peer: &PeerId, seq: u64) -> bool {
+        self.refused.get(peer).is_some_and(|a| a.advert.seq >= seq)
+    }
+
+    fn remember_refusal(&mut self, advert: Arc<VerifiedAdvert>) {
+        if self.refused.len() >= REFUSED_MEMORY {
+            self.refused.clear();
+        }
+        self.refused.insert(advert.peer, advert);
+    }
+
     /// Offers a verified advert to the table.
     pub(super) fn admit(
         &mut self,
@@ -353,8 +387,12 @@ impl<V: VerifyAdvert> Membership<V> {
             .seeds
             .iter()
             .any(|s| s.anchor && s.peer == Some(peer) && advert.advert.addrs.contains(&s.addr));
-        match self.table.offer(advert, anchored, &self.config, now_ms) {
+        match self
+            .table
+            .offer(Arc::clone(&advert), anchored, &self.config, now_ms)
+        {
             Offer::Inserted => {
+                self.refused.remove(&peer);
                 self.stats.inserted += 1;
                 events.push(Event::Discovered { peer });
                 if anchored {
@@ -375,9 +413,14 @@ impl<V: VerifyAdvert> Membership<V> {
                 }
             }
             Offer::Older => self.stats.older += 1,
-            Offer::Refused(Refusal::BucketFull) => self.stats.refused_bucket_full += 1,
-            Offer::Refused(Refusal::GroupFull) => self.stats.refused_group_full += 1,
-            Offer::Refused(Refusal::Collision) => self.stats.refused_collision += 1,
+            Offer::Refused(why) => {
+                match why {
+                    Refusal::BucketFull => self.stats.refused_bucket_full += 1,
+                    Refusal::GroupFull => self.stats.refused_group_full += 1,
+                    Refusal::Collision => self.stats.refused_collision += 1,
+                }
+                self.remember_refusal(advert);
+            }
         }
     }
 

@@ -198,11 +198,6 @@ impl Table {
             .filter(|e| e.relayed)
     }
 
-    /// Number of relayed entries in one range.
-    pub fn range_len(&self, range: usize) -> usize {
-        self.range(range).count()
-    }
-
     fn add_sum(&mut self, advert: &VerifiedAdvert, sign: bool) {
         let r = range_of(&advert.peer);
         let h = entry_hash(&advert.peer, advert.advert.seq);
@@ -265,9 +260,8 @@ impl Table {
         } else {
             existing.verified_since_ms
         };
-        let placement = self.bucketing.place(&advert.peer, advert.primary);
-        if placement.bucket != existing.bucket {
-            // A new primary group: leave the old bucket, queue for the new.
+        if moved {
+            // New addresses, maybe a new group: leave, and be admitted again.
             self.remove(&advert.peer);
             return match self.insert(key, advert, verified, since, config, now_ms) {
                 Offer::Inserted => Offer::Updated { previous },
