@@ -21,6 +21,8 @@ pub enum Domain {
     Result,
     /// A membership `Advert` signed by the node it describes.
     Advert,
+    /// A Hello challenge signed by the worker that answers it.
+    Hello,
 }
 
 impl Domain {
@@ -31,6 +33,7 @@ impl Domain {
             Domain::Job => b"peergrid/job/v1\0",
             Domain::Result => b"peergrid/result/v1\0",
             Domain::Advert => b"peergrid/advert/v1\0",
+            Domain::Hello => b"peergrid/hello/v1\0",
         }
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use peergrid_proto::{PeerId, Sha256Hash, pb};
+use peergrid_proto::{Domain, PeerId, Sha256Hash, envelope, pb};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::WorkerError;
@@ -63,18 +63,30 @@ impl WorkerConn {
         &self.addr
     }
 
-    /// Asks the worker who it is and what it has free.
+    /// Asks the worker who it is and what it has free. The worker must sign
+    /// a fresh random challenge with the key it names, so the answer proves
+    /// that whoever listens at this address holds that key.
     pub async fn hello(&self) -> Result<WorkerInfo, WorkerError> {
+        let challenge: [u8; 32] = rand::random();
         let hello = self
             .client
             .clone()
-            .hello(pb::HelloRequest {})
+            .hello(pb::HelloRequest {
+                challenge: challenge.to_vec(),
+            })
             .await
             .map_err(|s| WorkerError::from_status(&s))?
             .into_inner();
-        let peer = PeerId::from_public_key_bytes(&hello.public_key).ok_or_else(|| {
-            WorkerError::Protocol("hello carried an invalid public key".to_string())
-        })?;
+        let proof = pb::SignedEnvelope {
+            payload: challenge.to_vec(),
+            public_key: hello.public_key.clone(),
+            signature: hello.challenge_signature.clone(),
+        };
+        let peer = envelope::verify(&proof, Domain::Hello)
+            .map_err(|e| {
+                WorkerError::Protocol(format!("the worker did not prove it holds its key: {e}"))
+            })?
+            .signer;
         Ok(WorkerInfo { peer, hello })
     }
 

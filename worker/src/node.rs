@@ -386,9 +386,20 @@ pub struct WorkerService {
 impl pb::worker_server::Worker for WorkerService {
     async fn hello(
         &self,
-        _: Request<pb::HelloRequest>,
+        request: Request<pb::HelloRequest>,
     ) -> Result<Response<pb::HelloResponse>, Status> {
         let node = &self.node;
+        let challenge = request.into_inner().challenge;
+        if challenge.len() > 64 {
+            return Err(Status::invalid_argument(
+                "Hello challenge longer than 64 bytes",
+            ));
+        }
+        let challenge_signature = if challenge.is_empty() {
+            Vec::new()
+        } else {
+            envelope::sign(&node.identity, Domain::Hello, challenge).signature
+        };
         Ok(Response::new(pb::HelloResponse {
             public_key: node.identity.public_key().to_vec(),
             free_slots: u32::try_from(node.pool.free()).unwrap_or(u32::MAX),
@@ -399,6 +410,7 @@ impl pb::worker_server::Worker for WorkerService {
             max_module_bytes: node.config.max_module_bytes,
             max_input_bytes: node.config.max_input_bytes,
             version: concat!("peergrid ", env!("CARGO_PKG_VERSION")).to_string(),
+            challenge_signature,
         }))
     }
 
