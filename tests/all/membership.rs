@@ -251,3 +251,52 @@ async fn a_submit_that_knows_only_a_bootstrap_address_gets_a_verified_result() {
         "three distinct workers found through gossip"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_rejoins_from_its_anchors_without_a_bootstrap() {
+    let kept = tempfile::tempdir().unwrap();
+    let mut nodes = vec![GridNode::start_on(config(None), ip(0), None).await.unwrap()];
+    let boot = nodes[0].addr.to_string();
+    let mut with_dir = config(Some(boot.clone()));
+    with_dir.data_dir = kept.path().to_path_buf();
+    nodes.push(GridNode::start_on(with_dir, ip(1), None).await.unwrap());
+    for i in 2..4 {
+        nodes.push(
+            GridNode::start_on(config(Some(boot.clone())), ip(i), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let anchors = kept.path().join("anchors");
+    wait_until(
+        "converged and anchors saved",
+        Duration::from_secs(20),
+        || {
+            nodes.iter().all(|n| alive(n).len() == 3)
+                && std::fs::read_to_string(&anchors).is_ok_and(|t| !t.trim().is_empty())
+        },
+    )
+    .await;
+
+    let identity = nodes[1].identity.clone();
+    let peer = nodes[1].peer_id();
+    nodes[1].kill();
+    // Same identity and data directory, no bootstrap address at all.
+    let mut restart = config(None);
+    restart.data_dir = kept.path().to_path_buf();
+    nodes[1] = GridNode::start_on(restart, ip(1), Some(identity))
+        .await
+        .unwrap();
+    wait_until(
+        "the node found its way back through its anchors",
+        Duration::from_secs(20),
+        || {
+            alive(&nodes[1]).len() == 3
+                && nodes
+                    .iter()
+                    .enumerate()
+                    .all(|(i, n)| i == 1 || alive(n).contains(&peer))
+        },
+    )
+    .await;
+}

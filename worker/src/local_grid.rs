@@ -28,12 +28,12 @@ pub struct GridNode {
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl GridNode {
-    /// Starts one node with `config` (its `data_dir` is replaced by a fresh
-    /// temporary directory) on an ephemeral port of 127.0.0.1, with a fresh
+    /// Starts one node with `config` (an empty `data_dir` is replaced by a
+    /// fresh temporary directory, removed with the node) on an ephemeral port of 127.0.0.1, with a fresh
     /// identity that solves the configured puzzle.
     pub async fn start(config: NodeConfig) -> Result<Self, NodeError> {
         Self::start_on(config, IpAddr::V4(Ipv4Addr::LOCALHOST), None).await
@@ -47,10 +47,15 @@ impl GridNode {
         ip: IpAddr,
         identity: Option<Identity>,
     ) -> Result<Self, NodeError> {
-        let dir = tempfile::Builder::new()
-            .prefix("peergrid-node-")
-            .tempdir()?;
-        config.data_dir = dir.path().to_path_buf();
+        let dir = if config.data_dir.as_os_str().is_empty() {
+            let dir = tempfile::Builder::new()
+                .prefix("peergrid-node-")
+                .tempdir()?;
+            config.data_dir = dir.path().to_path_buf();
+            Some(dir)
+        } else {
+            None
+        };
         let identity = identity.unwrap_or_else(|| {
             peergrid_proto::puzzle::grind(config.gossip.membership.puzzle_bits, |_| {})
         });
