@@ -735,13 +735,7 @@ impl Scheduler {
                 elapsed: started.elapsed(),
             };
             log_verdict(&report);
-            let mut involved: HashSet<PeerId> = report
-                .verdict
-                .failures()
-                .iter()
-                .filter_map(|f| f.worker)
-                .collect();
-            involved.extend(report.verdict.runs().map(|r| r.worker));
+            let mut involved = report.verdict.involved_workers();
             let checked = self.spot_check(&live, &involved).await;
             involved.extend(checked);
             self.record_verdict(&report, evidence, involved).await?;

@@ -113,6 +113,15 @@ impl Verdict {
         a.iter().chain(b)
     }
 
+    /// Every worker the job was placed on: those that answered and those
+    /// that failed (when known).
+    pub fn involved_workers(&self) -> std::collections::HashSet<PeerId> {
+        self.runs()
+            .map(|r| r.worker)
+            .chain(self.failures().iter().filter_map(|f| f.worker))
+            .collect()
+    }
+
     /// Workers that failed to return a usable result.
     pub fn failures(&self) -> &[WorkerFailure] {
         match self {

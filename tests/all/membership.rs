@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use peergrid_proto::{Identity, PeerId, pb, puzzle};
 use peergrid_worker::{GridNode, LOCAL_PUZZLE_BITS, NodeConfig};
-use scheduler_lib::membership::{Advert, PeerState, sign_advert};
+use scheduler_lib::membership::{Advert, Member, PeerState, sign_advert};
 use scheduler_lib::{Job, Scheduler, SchedulerConfig};
 
 const NODES: usize = 8;
@@ -51,6 +51,15 @@ fn alive(node: &GridNode) -> Vec<PeerId> {
         .collect()
 }
 
+/// What `node` knows of `peer`, if anything.
+fn member(node: &GridNode, peer: PeerId) -> Option<Member> {
+    node.node
+        .gossip()?
+        .members()
+        .into_iter()
+        .find(|m| m.peer == peer)
+}
+
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
@@ -72,15 +81,7 @@ async fn eight_nodes_converge_lose_a_dead_node_and_welcome_it_back() {
     // Kill node 3: the others see it go.
     let victim = nodes[3].peer_id();
     let identity = nodes[3].identity.clone();
-    let old_seq = nodes[0]
-        .node
-        .gossip()
-        .unwrap()
-        .members()
-        .into_iter()
-        .find(|m| m.peer == victim)
-        .unwrap()
-        .seq;
+    let old_seq = member(&nodes[0], victim).unwrap().seq;
     nodes[3].kill();
     wait_until(
         "the killed node is no longer alive anywhere",
@@ -115,15 +116,7 @@ async fn eight_nodes_converge_lose_a_dead_node_and_welcome_it_back() {
         },
     )
     .await;
-    let new_seq = nodes[0]
-        .node
-        .gossip()
-        .unwrap()
-        .members()
-        .into_iter()
-        .find(|m| m.peer == victim)
-        .unwrap()
-        .seq;
+    let new_seq = member(&nodes[0], victim).unwrap().seq;
     assert!(new_seq > old_seq, "rejoined with a higher sequence number");
 }
 
@@ -136,15 +129,7 @@ async fn forged_and_replayed_adverts_are_ignored() {
     .await;
     let target = &nodes[0];
     let about = nodes[5].peer_id();
-    let known_seq = |n: &GridNode| {
-        n.node
-            .gossip()
-            .unwrap()
-            .members()
-            .into_iter()
-            .find(|m| m.peer == about)
-            .map(|m| m.seq)
-    };
+    let known_seq = |n: &GridNode| member(n, about).map(|m| m.seq);
     let before = known_seq(target).unwrap();
 
     let now = scheduler_lib::ledger::unix_ms(std::time::SystemTime::now());
@@ -186,16 +171,9 @@ async fn forged_and_replayed_adverts_are_ignored() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = known_seq(target).unwrap();
     assert!(after >= before, "an older advert replaced a newer one");
-    let member = target
-        .node
-        .gossip()
-        .unwrap()
-        .members()
-        .into_iter()
-        .find(|m| m.peer == about)
-        .unwrap();
+    let about_member = member(target, about).unwrap();
     assert_eq!(
-        member.addrs,
+        about_member.addrs,
         vec![nodes[5].addr.to_string()],
         "the forged address was not taken"
     );

@@ -3,22 +3,12 @@
 //! minority of the placed replicas never win; a restarted submitter still
 //! knows whom it banned; trusted workers run jobs on fewer replicas.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use peergrid_proto::{Identity, PeerId};
+use peergrid_proto::Identity;
 use peergrid_tests::{grid, scheduler};
 use peergrid_worker::fault::Fault;
 use scheduler_lib::{Job, Ledger, Scheduler, SchedulerConfig, Verdict};
-
-/// Every worker a verdict placed the job on.
-fn placed_on(verdict: &Verdict) -> HashSet<PeerId> {
-    verdict
-        .runs()
-        .map(|r| r.worker)
-        .chain(verdict.failures().iter().filter_map(|f| f.worker))
-        .collect()
-}
 
 /// A quick job with input `i`, so each job is a different computation.
 fn quick_job(i: usize, k: usize) -> Job {
@@ -47,7 +37,7 @@ async fn a_cheater_is_banned_within_two_jobs_and_gets_no_more_work() {
         if let Some(at) = banned_after {
             assert!(i > at);
             assert!(
-                !placed_on(&report.verdict).contains(&cheater),
+                !report.verdict.involved_workers().contains(&cheater),
                 "job {i}: a banned peer got work"
             );
         } else if sched.is_banned(&cheater) {
@@ -136,7 +126,7 @@ async fn a_restarted_submitter_remembers_whom_it_trusts_and_whom_it_banned() {
     assert_eq!(sched.reputations(), before, "every record survived");
     let report = sched.submit(&quick_job(99, 3)).await.unwrap();
     assert!(report.verdict.accepted().is_some());
-    assert!(!placed_on(&report.verdict).contains(&cheater));
+    assert!(!report.verdict.involved_workers().contains(&cheater));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +147,7 @@ async fn once_workers_are_trusted_jobs_run_on_fewer_replicas() {
     for i in 0..40 {
         let report = sched.submit(&quick_job(i, 3)).await.unwrap();
         assert!(report.verdict.accepted().is_some(), "job {i}");
-        executions.push(placed_on(&report.verdict).len());
+        executions.push(report.verdict.involved_workers().len());
     }
     assert_eq!(executions[0], 3, "unknown workers: k=3 ({executions:?})");
     let last: usize = executions[30..].iter().sum();

@@ -4,7 +4,7 @@
 //! replicas. Everything is real: nodes on 127.0.0.1 ephemeral ports, gRPC,
 //! signatures, wasmtime.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use anyhow::Context;
 use peergrid_proto::{Identity, PeerId};
 use peergrid_worker::fault::Fault;
 use peergrid_worker::{GridNode, LocalGrid, NodeConfig};
-use scheduler_lib::{Job, JobFailure, JobReport, Limits, Scheduler, SchedulerConfig, Verdict};
+use scheduler_lib::{Job, JobFailure, Limits, Scheduler, SchedulerConfig};
 
 use super::args::DemoArgs;
 use super::report;
@@ -152,7 +152,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .replicas(args.replicas);
         let report = scheduler.submit(&job).await?;
         all_correct &= report.verdict.accepted().is_some_and(|o| o.result.is_ok());
-        let placed = placed_on(&report);
+        let placed = report.verdict.involved_workers();
         if placed.contains(&cheater) && scheduler.is_banned(&cheater) {
             cheater_placed_after_ban += 1;
         }
@@ -224,16 +224,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
         Ok(ExitCode::from(super::EXIT_ERROR))
     }
-}
-
-/// The workers a job was placed on.
-fn placed_on(report: &JobReport) -> HashSet<PeerId> {
-    let verdict: &Verdict = &report.verdict;
-    verdict
-        .runs()
-        .map(|r| r.worker)
-        .chain(verdict.failures().iter().filter_map(|f| f.worker))
-        .collect()
 }
 
 /// `node-1 0.912  node-2 …` in node order; `—` for a node not seen yet.
