@@ -1,6 +1,8 @@
 //! The compile cache: module hash → compiled module (or the reason it could
 //! not be compiled), LRU-bounded, compiling each module at most once even
-//! when many threads ask for it at the same time.
+//! when many threads ask for it at the same time. Host failures
+//! ([`ExecError::Host`]) are the node's, not the module's, and are dropped
+//! so the next caller tries again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,11 +99,24 @@ impl ModuleCache {
                 slot
             }
         };
-        slot.get_or_init(|| {
-            self.compiles.fetch_add(1, Ordering::Relaxed);
-            compile()
-        })
-        .clone()
+        let outcome = slot
+            .get_or_init(|| {
+                self.compiles.fetch_add(1, Ordering::Relaxed);
+                compile()
+            })
+            .clone();
+        if matches!(outcome, Err(ExecError::Host(_))) {
+            // The node failed, not the module: let the next caller retry.
+            let mut inner = self.lock();
+            if inner
+                .entries
+                .get(hash)
+                .is_some_and(|entry| Arc::ptr_eq(&entry.slot, &slot))
+            {
+                inner.entries.remove(hash);
+            }
+        }
+        outcome
     }
 
     /// The compiled module for `hash`, if it is cached and compiled
@@ -177,5 +192,19 @@ mod tests {
         );
         // Failed compiles are cached but not returned by `get`.
         assert!(cache.get(&a).is_none());
+    }
+
+    #[test]
+    fn host_failures_are_not_cached() {
+        let cache = ModuleCache::new(2);
+        let a = [1; 32];
+        let host = || Err(ExecError::Host("no compiler".into()));
+        assert!(matches!(
+            cache.get_or_compile(&a, host),
+            Err(ExecError::Host(_))
+        ));
+        assert_eq!(cache.stats().entries, 0);
+        assert_eq!(message(cache.get_or_compile(&a, || fail("a"))), "a");
+        assert_eq!(cache.stats().compiles, 2);
     }
 }

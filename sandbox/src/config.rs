@@ -1,6 +1,8 @@
 //! Knobs: [`Config`] for the whole node (engine-level, fixed when the
-//! [`Sandbox`](crate::Sandbox) is built) and [`Limits`] for one job run.
+//! [`Sandbox`](crate::Sandbox) is built), with the compile-bomb defences
+//! [`CompilerCommand`] and [`CompileBudget`], and [`Limits`] for one job run.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 const KIB: usize = 1024;
@@ -42,6 +44,110 @@ pub struct Config {
     /// Modules larger than this many bytes are rejected without being
     /// parsed. Default: 256 MiB.
     pub max_module_bytes: usize,
+    /// Pre-check before compiling: most functions a module may define.
+    /// Default: 1,000,000 (the web platform's limit).
+    pub max_functions: u32,
+    /// Pre-check before compiling: largest function body, in bytes.
+    /// Default: 7,654,321 (the web platform's limit).
+    pub max_function_body_bytes: usize,
+    /// Pre-check before compiling: most locals one function may declare
+    /// (parameters not counted; the validator caps those at 1,000).
+    /// Default: 50,000 (the web platform's limit).
+    pub max_function_locals: u32,
+    /// The program that compiles untrusted modules in a child process under
+    /// [`Config::compile_budget`] (see [`crate::compiler`]). `None`
+    /// compiles in-process with the pre-checks only and no time or memory
+    /// bound: for tests and trusted modules, not for a node on the
+    /// internet. Default: `None`.
+    pub compiler: Option<CompilerCommand>,
+    /// Time and memory a compile in the [`Config::compiler`] child may take
+    /// before it is killed and the module rejected with
+    /// [`ExecError::CompileBudget`](crate::ExecError::CompileBudget).
+    pub compile_budget: CompileBudget,
+    /// Where compiled artifacts are kept across restarts (`None`: nowhere).
+    /// Files are named `<sha256>-<engine fingerprint>.cwasm`, so a change of
+    /// wasmtime version or engine settings never loads a stale one.
+    /// Only artifacts this sandbox's compiler child produced are written,
+    /// and only files in this directory are loaded: it must not be writable
+    /// by anyone the node does not trust. Default: `None`.
+    pub artifact_dir: Option<PathBuf>,
+    /// Largest total size of the `.cwasm` files in
+    /// [`Config::artifact_dir`]; the least recently used ones are deleted
+    /// beyond it. Default: 2 GiB.
+    pub artifact_dir_max_bytes: u64,
+}
+
+/// A program that compiles one module per run: `program args...`, given
+/// the request on stdin, must call [`compiler::child_main`](crate::compiler::child_main)
+/// (for example the `peergrid-compile` binary of this crate, or
+/// `peergrid __compile-module`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompilerCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Arguments that make it call `child_main`.
+    pub args: Vec<String>,
+}
+
+impl CompilerCommand {
+    /// `program` with no arguments.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// `program` with `args`.
+    pub fn with_args<I, S>(program: impl Into<PathBuf>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// The hard budget of one compile in the child process: wall-clock time
+/// `base + per_mib × module size in MiB`, and an address-space cap.
+///
+/// Real programs compile at about 1 s per MiB on a 2020s core (measured:
+/// WASI programs of 20–56 MiB); the compile bombs of issue 5 at 23–211 s
+/// per MiB and up to tens of GB. The defaults (10 s + 5 s/MiB, 2 GiB)
+/// leave real programs a 5× margin for slow or busy machines while
+/// rejecting a 1 MiB bomb within 15 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileBudget {
+    /// Time allowed for any module (process start-up, engine creation).
+    /// Default: 10 s.
+    pub base: Duration,
+    /// Time allowed per MiB of module. Default: 5 s.
+    pub per_mib: Duration,
+    /// Address space (`RLIMIT_AS`) of the compiler process, in bytes.
+    /// Default: 2 GiB.
+    pub memory_bytes: u64,
+}
+
+impl CompileBudget {
+    /// The wall-clock time allowed to compile a module of `bytes` bytes.
+    pub fn time_for(&self, bytes: usize) -> Duration {
+        let per_byte = self.per_mib.as_secs_f64() / MIB as f64;
+        let extra = Duration::try_from_secs_f64(per_byte * bytes as f64).unwrap_or(Duration::MAX);
+        self.base.saturating_add(extra)
+    }
+}
+
+impl Default for CompileBudget {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(10),
+            per_mib: Duration::from_secs(5),
+            memory_bytes: 2 << 30,
+        }
+    }
 }
 
 impl Default for Config {
@@ -52,6 +158,13 @@ impl Default for Config {
             epoch_tick: Duration::from_millis(10),
             module_cache_capacity: 64,
             max_module_bytes: 256 * MIB,
+            max_functions: 1_000_000,
+            max_function_body_bytes: 7_654_321,
+            max_function_locals: 50_000,
+            compiler: None,
+            compile_budget: CompileBudget::default(),
+            artifact_dir: None,
+            artifact_dir_max_bytes: 2 << 30,
         }
     }
 }
@@ -89,5 +202,23 @@ impl Default for Limits {
             max_output_bytes: MIB,
             max_stderr_bytes: 64 * KIB,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compile_time_budget_grows_with_module_size() {
+        let budget = CompileBudget::default();
+        assert_eq!(budget.time_for(0), Duration::from_secs(10));
+        assert_eq!(budget.time_for(MIB), Duration::from_secs(15));
+        assert_eq!(budget.time_for(56 * MIB), Duration::from_secs(290));
+        let huge = CompileBudget {
+            per_mib: Duration::MAX,
+            ..budget
+        };
+        assert_eq!(huge.time_for(MIB), Duration::MAX);
     }
 }

@@ -33,6 +33,24 @@ pub enum ExecError {
     /// or has no `_start`. The message names the problem.
     #[error("invalid module: {0}")]
     InvalidModule(String),
+    /// The module is too costly to compile: it exceeds a pre-check limit
+    /// ([`Config::max_functions`](crate::Config::max_functions),
+    /// [`Config::max_function_body_bytes`](crate::Config::max_function_body_bytes),
+    /// [`Config::max_function_locals`](crate::Config::max_function_locals)),
+    /// or compiling it in the [`Config::compiler`](crate::Config::compiler)
+    /// child did not finish within the
+    /// [`Config::compile_budget`](crate::Config::compile_budget) (time or
+    /// memory; killed, or it crashed). The message names the limit, never
+    /// measured times, so nodes with the same [`Config`](crate::Config)
+    /// report the same text. Cached like other compile failures: the same
+    /// module is never compiled twice.
+    ///
+    /// Counted as deterministic: a pre-check is, and a module that blows the
+    /// budget of one node blows it on any node with the same budget unless
+    /// it sits right at the edge, which the budget's margin over real
+    /// programs (about 5×) makes rare.
+    #[error("compile budget exceeded: {0}")]
+    CompileBudget(String),
     /// The job wrote more than
     /// [`Limits::max_output_bytes`](crate::Limits::max_output_bytes) to
     /// stdout (it is stopped at the first write past the limit).
@@ -51,7 +69,8 @@ pub enum ExecError {
 impl ExecError {
     /// A short, stable, machine-readable name for the kind of error:
     /// `"out_of_fuel"`, `"memory_limit"`, `"timeout"`, `"trap"`,
-    /// `"invalid_module"`, `"output_too_large"`, `"exit_code"` or `"host"`.
+    /// `"invalid_module"`, `"compile_budget"`, `"output_too_large"`,
+    /// `"exit_code"` or `"host"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::OutOfFuel => "out_of_fuel",
@@ -59,6 +78,7 @@ impl ExecError {
             Self::Timeout => "timeout",
             Self::Trap(_) => "trap",
             Self::InvalidModule(_) => "invalid_module",
+            Self::CompileBudget(_) => "compile_budget",
             Self::OutputTooLarge => "output_too_large",
             Self::ExitCode(_) => "exit_code",
             Self::Host(_) => "host",
@@ -104,6 +124,7 @@ mod tests {
             ExecError::Timeout,
             ExecError::Trap("x".into()),
             ExecError::InvalidModule("x".into()),
+            ExecError::CompileBudget("x".into()),
             ExecError::OutputTooLarge,
             ExecError::ExitCode(3),
             ExecError::Host("x".into()),

@@ -18,6 +18,12 @@
 //!   plus pre-resolved imports. Compiling costs milliseconds to seconds, so
 //!   modules are cached by SHA-256 ([`ModuleHash`]) and compiled at most
 //!   once per sandbox (LRU-bounded by [`Config::module_cache_capacity`]).
+//!   A hostile module can make compiling itself the attack (a *compile
+//!   bomb*: minutes of CPU and gigabytes from one small module), so modules
+//!   are pre-checked (function count, body size, locals) and, with
+//!   [`Config::compiler`] set, compiled in a child process under a hard
+//!   time and memory budget ([`compiler`], [`CompileBudget`]); a module
+//!   over either is rejected with [`ExecError::CompileBudget`].
 //! * A wasmtime `Store` — **one per job run**, created and dropped inside
 //!   [`Sandbox::run`]. It holds the job's memory, WASI state and budgets;
 //!   creating it and instantiating the pre-linked module is cheap
@@ -74,6 +80,7 @@
 
 mod cache;
 mod clock;
+pub mod compiler;
 mod config;
 mod error;
 mod job;
@@ -81,13 +88,14 @@ mod limiter;
 mod module;
 mod output;
 mod poll;
+mod precheck;
 mod random;
 mod sandbox;
 mod state;
 mod ticker;
 
 pub use cache::CacheStats;
-pub use config::{Config, Limits};
+pub use config::{CompileBudget, CompilerCommand, Config, Limits};
 pub use error::{ExecError, SandboxError};
 pub use job::{Execution, JobInput};
 pub use module::{CompiledModule, ModuleHash};

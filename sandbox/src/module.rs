@@ -1,6 +1,8 @@
 //! [`CompiledModule`]: a validated, compiled and pre-linked job module, and
 //! the checks that turn bad modules into
-//! [`ExecError::InvalidModule`](crate::ExecError::InvalidModule).
+//! [`ExecError::InvalidModule`](crate::ExecError::InvalidModule) (or, for
+//! modules too costly to compile,
+//! [`ExecError::CompileBudget`](crate::ExecError::CompileBudget)).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -8,8 +10,8 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, ExternType, InstancePre, Linker, Module};
 
-use crate::ExecError;
 use crate::state::JobState;
+use crate::{Config, ExecError, compiler, precheck};
 
 /// SHA-256 of a module's bytes: its identity in the compile cache.
 pub type ModuleHash = [u8; 32];
@@ -44,12 +46,15 @@ impl CompiledModule {
         self.pre.module()
     }
 
-    /// Validates, compiles and links `wasm`. `provided` lists the
-    /// `(module, name)` imports the linker defines.
+    /// Pre-checks, validates, compiles and links `wasm`: in a child process
+    /// under the compile budget if [`Config::compiler`] is set, else in this
+    /// thread. `provided` lists the `(module, name)` imports the linker
+    /// defines.
     pub(crate) fn compile(
         engine: &Engine,
         linker: &Linker<JobState>,
         provided: &HashSet<(String, String)>,
+        config: &Config,
         wasm: &[u8],
         hash: ModuleHash,
     ) -> Result<Self, ExecError> {
@@ -58,8 +63,15 @@ impl CompiledModule {
                 "not a WebAssembly binary (no \\0asm magic number)".into(),
             ));
         }
-        let module = Module::from_binary(engine, wasm)
-            .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
+        precheck::check(wasm, config)?;
+        let module = match &config.compiler {
+            None => Module::from_binary(engine, wasm)
+                .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?,
+            Some(command) => {
+                let artifact = compiler::compile(command, config, wasm, &hash)?;
+                deserialize(engine, &artifact)?
+            }
+        };
         check_imports(&module, provided)?;
         check_start(&module)?;
         let pre = linker
@@ -80,6 +92,30 @@ impl fmt::Debug for CompiledModule {
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
+}
+
+/// Loads an artifact of the compiler child process.
+///
+/// A wasmtime-internal mismatch (the child is a different build, or its
+/// engine settings differ) is the node's problem, not the module's:
+/// [`ExecError::Host`], which is not cached.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Module, ExecError> {
+    // SAFETY: `Module::deserialize` trusts its input to be wasmtime's own
+    // output, since native code in it is run as is. `artifact` is exactly
+    // what our compiler child process (`compiler::child_main`, started by
+    // this node from `Config::compiler`, never by a peer) wrote to its
+    // stdout pipe: the result of `Engine::precompile_module` after
+    // wasmtime's full validation of the untrusted wasm. No peer-controlled
+    // bytes reach this call other than through that compiler. wasmtime
+    // checks the artifact's header (wasmtime version, target, and every
+    // compile-relevant engine setting) and returns an error on any
+    // mismatch, which we report instead of loading.
+    unsafe { Module::deserialize(engine, artifact) }.map_err(|e| {
+        ExecError::Host(format!(
+            "the compiler's artifact does not load into this engine: {e:#}"
+        ))
+    })
 }
 
 /// Rejects the first import the sandbox does not provide, naming it.

@@ -86,9 +86,17 @@ impl Sandbox {
     ///
     /// Modules are keyed by SHA-256 and compiled at most once per sandbox:
     /// concurrent callers for the same module wait for the first one's
-    /// compile. Failures ([`ExecError::InvalidModule`]) are cached too. The
-    /// cache keeps the [`Config::module_cache_capacity`] most recently used
-    /// modules.
+    /// compile. Failures ([`ExecError::InvalidModule`],
+    /// [`ExecError::CompileBudget`]) are cached too, so the same compile bomb
+    /// never costs twice; host failures ([`ExecError::Host`], e.g. the
+    /// compiler process could not start) are not. The cache keeps the
+    /// [`Config::module_cache_capacity`] most recently used modules.
+    ///
+    /// Before compiling, the module is pre-checked against
+    /// [`Config::max_functions`], [`Config::max_function_body_bytes`] and
+    /// [`Config::max_function_locals`]. With [`Config::compiler`] set it is
+    /// then compiled in that child process under [`Config::compile_budget`]
+    /// (see [`crate::compiler`]); without, in this thread with no bound.
     pub fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledModule>, ExecError> {
         if wasm.len() > self.config.max_module_bytes {
             return Err(ExecError::InvalidModule(format!(
@@ -100,9 +108,15 @@ impl Sandbox {
         let hash = module::hash(wasm);
         self.cache.get_or_compile(&hash, || {
             let started = Instant::now();
-            let outcome =
-                CompiledModule::compile(&self.engine, &self.linker, &self.provided, wasm, hash)
-                    .map(Arc::new);
+            let outcome = CompiledModule::compile(
+                &self.engine,
+                &self.linker,
+                &self.provided,
+                &self.config,
+                wasm,
+                hash,
+            )
+            .map(Arc::new);
             tracing::debug!(
                 module = %hex::encode(hash),
                 bytes = wasm.len(),
@@ -201,8 +215,13 @@ impl Sandbox {
     }
 }
 
-/// The engine configuration for `config`.
-fn engine_config(config: &Config) -> wasmtime::Config {
+/// The engine configuration for `config`: everything that affects compiled
+/// code, shared with the compiler child process
+/// ([`crate::compiler::child_main`]) so that its artifacts load here. The
+/// allocation strategy (the pooling allocator, if ever configured) must be
+/// set by [`Sandbox::new`] on top of this, not here: under the child's
+/// `RLIMIT_AS` its address-space reservations would not fit.
+pub(crate) fn engine_config(config: &Config) -> wasmtime::Config {
     let mut engine = wasmtime::Config::new();
     engine
         .consume_fuel(true)
@@ -221,7 +240,6 @@ fn engine_config(config: &Config) -> wasmtime::Config {
             .wasm_features(WasmFeatures::THREADS, false)
             .wasm_shared_everything_threads(false);
     }
-    // The pooling allocator (`allocation_strategy`) will be configured here.
     engine
 }
 

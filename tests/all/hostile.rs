@@ -142,3 +142,52 @@ async fn a_non_zero_exit_is_reported_with_its_code() {
     let failure = agreed_failure(&grid, &sched, hostile::exit_3(), tight_limits()).await;
     assert_eq!(failure, JobFailure::ExitCode(3));
 }
+
+#[test]
+fn the_test_nodes_compiler_is_the_binary_cargo_built() {
+    assert_eq!(
+        peergrid_tests::compiler().program,
+        std::path::Path::new(env!("CARGO_BIN_EXE_peergrid-test-compile"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_bomb_is_rejected_within_the_compile_budget_and_the_nodes_keep_serving() {
+    // A tighter budget than the default (10 s + 5 s/MiB) so the test is
+    // quick, still ample for the example jobs (~0.5 s in a debug build).
+    let configs = (0..3)
+        .map(|_| {
+            let mut c = peergrid_tests::node_config();
+            c.slots = 2;
+            c.sandbox.compile_budget.base = Duration::from_secs(4);
+            c.sandbox.compile_budget.per_mib = Duration::from_secs(2);
+            c.sandbox.compile_budget.memory_bytes = 1 << 30;
+            c
+        })
+        .collect();
+    let grid = LocalGrid::start(configs).await.expect("start grid");
+    let sched = scheduler(&grid);
+    let bomb = hostile::compile_bomb(1 << 20);
+    let started = std::time::Instant::now();
+    let failure = agreed_failure(&grid, &sched, bomb.clone(), tight_limits()).await;
+    assert!(
+        failure.to_string().contains("compile budget exceeded"),
+        "{failure}"
+    );
+    // Rejected within the budget (about 6.2 s), not after minutes; the
+    // example job run after it is included.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // The failure is cached: the same bomb again is answered at once.
+    let again = std::time::Instant::now();
+    let failure_again = agreed_failure(&grid, &sched, bomb, tight_limits()).await;
+    assert_eq!(failure_again, failure);
+    assert!(
+        again.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        again.elapsed()
+    );
+}

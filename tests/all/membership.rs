@@ -19,7 +19,7 @@ fn ip(i: usize) -> IpAddr {
 }
 
 fn config(bootstrap: Option<String>) -> NodeConfig {
-    let mut c = NodeConfig::local();
+    let mut c = peergrid_tests::node_config();
     c.slots = 1;
     c.gossip.bootstrap = bootstrap.into_iter().collect();
     c

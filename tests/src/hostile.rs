@@ -107,3 +107,43 @@ pub fn large_module(mib: usize) -> Vec<u8> {
         end = 16 + len - 8
     ))
 }
+
+/// A compile bomb of about `bytes` bytes (issue 5's second shape):
+/// thousands of i64 locals, all live from start to end of one function,
+/// across many small `if` blocks that each update one. Valid wasm that
+/// takes Cranelift minutes and gigabytes; a node must reject it within its
+/// compile budget.
+pub fn compile_bomb(bytes: usize) -> Vec<u8> {
+    use std::fmt::Write;
+    const LOCALS: usize = 4000;
+    let ifs = bytes / 14;
+    let mut body = String::with_capacity(ifs * 100);
+    for i in 0..LOCALS {
+        write!(
+            body,
+            "(local.set {} (i64.add (local.get $x) (i64.const {i})))",
+            i + 2
+        )
+        .unwrap();
+    }
+    for i in 0..ifs {
+        let a = 2 + i % LOCALS;
+        let b = 2 + (i * 7 + 1) % LOCALS;
+        write!(
+            body,
+            "(if (local.get $c) (then (local.set {a} (i64.add (local.get {a}) (local.get {b})))))"
+        )
+        .unwrap();
+    }
+    body.push_str("(local.get 2)");
+    for i in 1..LOCALS {
+        write!(body, "(i64.xor (local.get {}))", i + 2).unwrap();
+    }
+    wasm(&format!(
+        r#"(module
+             (memory (export "memory") 1)
+             (func $bomb (param $x i64) (param $c i32) (result i64) (local {locals}) {body})
+             (func (export "_start") (drop (call $bomb (i64.const 1) (i32.const 0)))))"#,
+        locals = "i64 ".repeat(LOCALS)
+    ))
+}

@@ -9,9 +9,36 @@ pub mod raw;
 use std::time::Duration;
 
 use peergrid_proto::Identity;
+use peergrid_sandbox::CompilerCommand;
 use peergrid_worker::fault::Fault;
 use peergrid_worker::{LocalGrid, NodeConfig};
 use scheduler_lib::{Job, Limits, Scheduler, SchedulerConfig};
+
+/// The compiler child process of the tests' nodes: this package's
+/// `peergrid-test-compile` binary. Cargo builds it before the integration
+/// tests and puts it in `target/<profile>/`, one level above the test
+/// executables in `target/<profile>/deps/` (the `all` test checks this
+/// against `CARGO_BIN_EXE_peergrid-test-compile`).
+pub fn compiler() -> CompilerCommand {
+    let name = format!("peergrid-test-compile{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let path = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join(&name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{name} not found near {}", exe.display()));
+    CompilerCommand::new(path)
+}
+
+/// [`NodeConfig::local`] compiling modules in the [`compiler`] child
+/// process under the default compile budget, as `peergrid node` does.
+pub fn node_config() -> NodeConfig {
+    let mut c = NodeConfig::local();
+    c.sandbox.compiler = Some(compiler());
+    c
+}
 
 /// Starts one node per entry; `Some(fault)` makes that node misbehave.
 /// Each node has two job slots.
@@ -19,7 +46,7 @@ pub async fn grid(faults: &[Option<Fault>]) -> LocalGrid {
     let configs = faults
         .iter()
         .map(|fault| {
-            let mut c = NodeConfig::local();
+            let mut c = node_config();
             c.slots = 2;
             c.fault = fault.clone();
             c

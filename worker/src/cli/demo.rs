@@ -33,10 +33,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "peergrid demo: {total} nodes on 127.0.0.1, one of them a cheater; jobs start on {} replicas\n",
         args.replicas
     );
+    let compiler = super::compiler_command()?;
     let mut configs: Vec<NodeConfig> = (0..total)
         .map(|_| {
             let mut c = NodeConfig::local();
             c.slots = 1;
+            // As `peergrid node`: compile in a budgeted child process.
+            c.sandbox.compiler = Some(compiler.clone());
             c
         })
         .collect();

@@ -56,7 +56,20 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
         #[cfg(feature = "demo")]
         Command::Bench(a) => runtime()?.block_on(bench::run(a)),
+        Command::CompileModule => Ok(peergrid_sandbox::compiler::child_main()),
     }
+}
+
+/// How the sandbox of a node started by this executable compiles untrusted
+/// modules: in a child process running this same executable's hidden
+/// `__compile-module` subcommand, under the sandbox's compile budget.
+pub fn compiler_command() -> anyhow::Result<peergrid_sandbox::CompilerCommand> {
+    let exe = std::env::current_exe()
+        .context("locating this executable to run the module compiler process")?;
+    Ok(peergrid_sandbox::CompilerCommand::with_args(
+        exe,
+        [args::COMPILE_MODULE],
+    ))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
