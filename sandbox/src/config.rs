@@ -64,17 +64,6 @@ pub struct Config {
     /// before it is killed and the module rejected with
     /// [`ExecError::CompileBudget`](crate::ExecError::CompileBudget).
     pub compile_budget: CompileBudget,
-    /// Where compiled artifacts are kept across restarts (`None`: nowhere).
-    /// Files are named `<sha256>-<engine fingerprint>.cwasm`, so a change of
-    /// wasmtime version or engine settings never loads a stale one.
-    /// Only artifacts this sandbox's compiler child produced are written,
-    /// and only files in this directory are loaded: it must not be writable
-    /// by anyone the node does not trust. Default: `None`.
-    pub artifact_dir: Option<PathBuf>,
-    /// Largest total size of the `.cwasm` files in
-    /// [`Config::artifact_dir`]; the least recently used ones are deleted
-    /// beyond it. Default: 2 GiB.
-    pub artifact_dir_max_bytes: u64,
 }
 
 /// A program that compiles one module per run: `program args...`, given
@@ -163,8 +152,6 @@ impl Default for Config {
             max_function_locals: 50_000,
             compiler: None,
             compile_budget: CompileBudget::default(),
-            artifact_dir: None,
-            artifact_dir_max_bytes: 2 << 30,
         }
     }
 }
