@@ -29,6 +29,15 @@ pub struct NodeConfig {
     /// Membership: bootstrap peers, advertised address, gossip timing, the
     /// network's identity puzzle.
     pub gossip: crate::gossip::GossipConfig,
+    /// Flood control: rate limits per source IP and per submitter, and the
+    /// jobs one submitter may run at once.
+    pub flood: crate::flood::FloodConfig,
+    /// Connection caps (total, per IP) and deadlines for silent connections.
+    pub connections: crate::connections::ConnectionLimits,
+    /// Per-call deadlines and HTTP/2 limits of the gRPC server.
+    pub calls: crate::deadlines::CallLimits,
+    /// The operator's allow and deny lists of submitters and modules.
+    pub policy: crate::policy::OperatorPolicy,
     /// Deliberate misbehaviour (demo and tests only).
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::fault::Fault>,
@@ -41,7 +50,8 @@ pub const LOCAL_PUZZLE_BITS: u32 = 8;
 impl NodeConfig {
     /// Defaults for a node of a grid on one machine (demo, tests, benches):
     /// [`LOCAL_PUZZLE_BITS`], and gossip every 200 ms with heartbeats fast
-    /// enough that a stopped node is noticed within seconds. Its data
+    /// enough that a stopped node is noticed within seconds, and per-IP
+    /// limits loose enough for one shared address. Its data
     /// directory is set by whoever starts it (see [`crate::LocalGrid`]).
     pub fn local() -> Self {
         let mut config = Self::new("");
@@ -54,6 +64,9 @@ impl NodeConfig {
         m.sweep_interval_ms = 200;
         m.probe_timeout_ms = 2_000;
         config.gossip.interval = std::time::Duration::from_millis(200);
+        // Every node and submitter of a local grid shares 127.0.0.1.
+        config.flood = crate::flood::FloodConfig::local();
+        config.connections.max_connections_per_ip = config.connections.max_connections;
         config
     }
 
@@ -79,6 +92,10 @@ impl NodeConfig {
             replay_capacity: 1_000_000,
             sandbox: peergrid_sandbox::Config::default(),
             gossip: crate::gossip::GossipConfig::default(),
+            flood: crate::flood::FloodConfig::default(),
+            connections: crate::connections::ConnectionLimits::default(),
+            calls: crate::deadlines::CallLimits::default(),
+            policy: crate::policy::OperatorPolicy::default(),
             #[cfg(feature = "fault-injection")]
             fault: None,
         }

@@ -295,12 +295,29 @@ pub struct MembershipService {
     pub(crate) node: Arc<Node>,
 }
 
+impl MembershipService {
+    /// The per-IP limit on inbound membership calls, checked before the
+    /// membership lock is taken or any advert verified.
+    fn admit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let ip = request.remote_addr().map(|a| a.ip());
+        self.node
+            .flood_control()
+            .gossip_from(ip)
+            .map_err(|refusal| {
+                self.node.stats().rate_limited.add(refusal.kind());
+                debug!(?ip, %refusal, "gossip call shed");
+                refusal.to_status()
+            })
+    }
+}
+
 #[tonic::async_trait]
 impl pb::membership_server::Membership for MembershipService {
     async fn gossip(
         &self,
         request: Request<pb::GossipRequest>,
     ) -> Result<Response<pb::GossipResponse>, Status> {
+        self.admit(&request)?;
         let gossip = self
             .node
             .gossip()
@@ -326,8 +343,9 @@ impl pb::membership_server::Membership for MembershipService {
 
     async fn members(
         &self,
-        _: Request<pb::MembersRequest>,
+        request: Request<pb::MembersRequest>,
     ) -> Result<Response<pb::MembersResponse>, Status> {
+        self.admit(&request)?;
         let gossip = self
             .node
             .gossip()

@@ -28,12 +28,17 @@
 
 pub mod admission;
 pub mod config;
+pub mod connections;
+pub mod deadlines;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
+pub mod flood;
 pub mod gossip;
 pub mod local_grid;
 pub mod local_run;
+pub mod metrics;
 pub mod node;
+pub mod policy;
 pub mod pool;
 pub mod replay;
 pub mod store;

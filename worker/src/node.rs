@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::admission::{AdmittedJob, Policy, admit};
 use crate::config::NodeConfig;
@@ -60,6 +60,14 @@ pub struct NodeStats {
     pub fuel_used: AtomicU64,
     /// Modules received by upload.
     pub modules_received: AtomicU64,
+    /// Module uploads refused (policy, size, hash, rate limit, deadline).
+    pub modules_refused: AtomicU64,
+    /// Execute requests refused, by reason (their sum is `jobs_refused`).
+    pub refused_by: crate::metrics::ReasonCounts,
+    /// Job envelopes whose signature did not verify.
+    pub signature_failures: AtomicU64,
+    /// Calls refused by a rate limit or the per-submitter job cap, by limit.
+    pub rate_limited: crate::metrics::LimitCounts,
 }
 
 /// A running node's shared state. Cheap to clone behind an `Arc`.
@@ -76,6 +84,8 @@ pub struct Node {
     stats: NodeStats,
     started: Instant,
     gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
+    flood: crate::flood::FloodControl,
+    connections: Arc<crate::connections::ConnectionGate>,
 }
 
 impl Node {
@@ -109,6 +119,10 @@ impl Node {
             stats: NodeStats::default(),
             started: Instant::now(),
             gossip: std::sync::OnceLock::new(),
+            flood: crate::flood::FloodControl::new(&config.flood, config.slots),
+            connections: Arc::new(crate::connections::ConnectionGate::new(
+                config.connections.clone(),
+            )),
             config,
         }))
     }
@@ -136,6 +150,17 @@ impl Node {
     /// The node's membership, once it serves.
     pub fn gossip(&self) -> Option<&Arc<crate::gossip::Gossip>> {
         self.gossip.get()
+    }
+
+    /// The gate that caps this node's connections (see
+    /// [`crate::connections::limit_connections`]).
+    pub fn connection_gate(&self) -> &Arc<crate::connections::ConnectionGate> {
+        &self.connections
+    }
+
+    /// The node's rate limits and per-submitter job cap.
+    pub fn flood_control(&self) -> &crate::flood::FloodControl {
+        &self.flood
     }
 
     /// Job slots in total.
@@ -200,9 +225,37 @@ impl Node {
         Ok(())
     }
 
-    fn refuse(&self, status: Status) -> Status {
+    /// Counts and logs a refused Execute request. Refusals a flood causes
+    /// in bulk (busy, rate-limited) are logged at debug level only, so a
+    /// flooder cannot fill the operator's disk with warnings.
+    fn refuse(&self, reason: crate::metrics::Reason, status: Status) -> Status {
+        use crate::metrics::Reason;
         self.stats.jobs_refused.fetch_add(1, Ordering::Relaxed);
-        warn!(code = ?status.code(), reason = status.message(), "refused job");
+        self.stats.refused_by.add(reason);
+        if reason == Reason::Signature {
+            self.stats
+                .signature_failures
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        match reason {
+            Reason::Busy | Reason::RateLimited => {
+                debug!(code = ?status.code(), reason = status.message(), "refused job");
+            }
+            _ => warn!(code = ?status.code(), reason = status.message(), "refused job"),
+        }
+        status
+    }
+
+    /// Counts a call refused by flood control and turns it into its status.
+    fn shed(&self, refusal: &crate::flood::FloodRefusal) -> Status {
+        self.stats.rate_limited.add(refusal.kind());
+        refusal.to_status()
+    }
+
+    /// Counts and logs a refused module upload.
+    fn refuse_upload(&self, status: Status) -> Status {
+        self.stats.modules_refused.fetch_add(1, Ordering::Relaxed);
+        debug!(code = ?status.code(), reason = status.message(), "refused module upload");
         status
     }
 
@@ -269,9 +322,10 @@ impl Node {
         if result.is_err() {
             self.stats.jobs_failed.fetch_add(1, Ordering::Relaxed);
         }
+        // In full, so an operator can put either on a deny list.
         info!(
-            submitter = %job.submitter.short(),
-            module = %hex::encode(&job.module_hash[..6]),
+            submitter = %job.submitter,
+            module = %hex::encode(job.module_hash),
             outcome = %result.as_ref().map_or_else(ToString::to_string, |()| "success".into()),
             fuel = execution.fuel_used,
             ms = execution.elapsed.as_millis() as u64,
@@ -438,14 +492,114 @@ impl pb::worker_server::Worker for WorkerService {
         request: Request<Streaming<pb::ModuleChunk>>,
     ) -> Result<Response<pb::PutModuleResponse>, Status> {
         let node = &self.node;
-        let _permit = node.uploads.try_acquire().map_err(|_| {
-            Status::resource_exhausted("too many module uploads in progress; retry later")
-        })?;
-        let mut chunks = request.into_inner();
-        let first = chunks
-            .next()
+        let ip = request.remote_addr().map(|a| a.ip());
+        self.receive_module(ip, request.into_inner())
             .await
-            .ok_or_else(|| Status::invalid_argument("empty module upload"))??;
+            .map(Response::new)
+            .map_err(|status| node.refuse_upload(status))
+    }
+
+    async fn execute(
+        &self,
+        request: Request<pb::ExecuteRequest>,
+    ) -> Result<Response<pb::ExecuteResponse>, Status> {
+        use crate::metrics::Reason;
+        let node = &self.node;
+        let ip = request.remote_addr().map(|a| a.ip());
+        // Before the signature is checked: a flood from one address costs
+        // no signature verifications past its bucket.
+        node.flood
+            .execute_from(ip)
+            .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+        let request = request.into_inner();
+        let job = admit(&request, node.peer_id(), &node.policy)
+            .map_err(|r| node.refuse(Reason::from(&r), r.to_status()))?;
+        let span = info_span!(
+            "job",
+            id = %hex::encode(&job.job_id[..6]),
+            submitter = %job.submitter.short()
+        );
+        async move {
+            node.config
+                .policy
+                .check_job(&job.submitter, &job.module_hash)
+                .map_err(|e| node.refuse(Reason::Policy, e.to_status()))?;
+            let now = now_ms();
+            let expires = job.spec.expires_at_unix_ms;
+            node.replay
+                .lock()
+                .map_err(|_| Status::internal("replay memory poisoned"))?
+                .check(job.submitter, job.nonce, expires, now)
+                .map_err(|e| {
+                    let refusal = crate::admission::Refusal::from(e);
+                    node.refuse(Reason::from(&refusal), refusal.to_status())
+                })?;
+            // After the replay check, so that replaying a submitter's
+            // captured envelope cannot drain that submitter's bucket.
+            node.flood
+                .execute_by(&job.submitter)
+                .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+            if !node.has_module(&job.module_hash) {
+                return Ok(Response::new(pb::ExecuteResponse {
+                    reply: Some(pb::execute_response::Reply::MissingModule(
+                        job.module_hash.to_vec(),
+                    )),
+                    ..Default::default()
+                }));
+            }
+            // Held until the job is done: one submitter never holds more
+            // than its share of the slots, so others' jobs keep flowing.
+            let _ticket = node
+                .flood
+                .start_job(job.submitter)
+                .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+            let slot = node.pool.try_acquire().ok_or_else(|| {
+                node.refuse(
+                    Reason::Busy,
+                    Status::resource_exhausted(format!(
+                        "all {} job slots are busy",
+                        node.pool.total()
+                    )),
+                )
+            })?;
+            node.replay
+                .lock()
+                .map_err(|_| Status::internal("replay memory poisoned"))?
+                .accept(job.submitter, job.nonce, expires, now)
+                .map_err(|e| {
+                    let refusal = crate::admission::Refusal::from(e);
+                    node.refuse(Reason::from(&refusal), refusal.to_status())
+                })?;
+            node.execute(job, slot).await.map(Response::new)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl WorkerService {
+    /// Receives one `PutModule` stream into the store: flood control, the
+    /// operator policy, the size cap, and deadlines for every chunk and the
+    /// whole upload (a client that opens the stream and never sends is cut
+    /// off after `upload_chunk`).
+    async fn receive_module(
+        &self,
+        ip: Option<std::net::IpAddr>,
+        mut chunks: Streaming<pb::ModuleChunk>,
+    ) -> Result<pb::PutModuleResponse, Status> {
+        let node = &self.node;
+        node.flood.put_module_from(ip).map_err(|r| node.shed(&r))?;
+        let _permit = node.uploads.try_acquire().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "max_concurrent_uploads: {} module uploads in progress; retry later",
+                node.config.max_concurrent_uploads
+            ))
+        })?;
+        let limits = &node.config.calls;
+        let deadline = tokio::time::Instant::now() + limits.upload;
+        let first = next_chunk(&mut chunks, limits.upload_chunk, deadline)
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty module upload"))?;
         let header = first
             .header
             .ok_or_else(|| Status::invalid_argument("first ModuleChunk must carry the header"))?;
@@ -456,11 +610,15 @@ impl pb::worker_server::Worker for WorkerService {
         let span =
             info_span!("upload", module = %hex::encode(&hash[..6]), bytes = header.total_size);
         async move {
+            node.config
+                .policy
+                .check_module(&hash)
+                .map_err(|e| e.to_status())?;
             if node.store.has(&hash) {
-                return Ok(Response::new(pb::PutModuleResponse {
+                return Ok(pb::PutModuleResponse {
                     module_sha256: hash.to_vec(),
                     already_present: true,
-                }));
+                });
             }
             if header.total_size > node.config.max_module_bytes {
                 return Err(Status::out_of_range(format!(
@@ -474,8 +632,7 @@ impl pb::worker_server::Worker for WorkerService {
                 .begin(hash, header.total_size)
                 .map_err(|e| Status::internal(e.to_string()))?;
             upload.write(&first.data).map_err(status)?;
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk?;
+            while let Some(chunk) = next_chunk(&mut chunks, limits.upload_chunk, deadline).await? {
                 if chunk.header.is_some() {
                     return Err(Status::invalid_argument(
                         "only the first ModuleChunk may carry a header",
@@ -485,59 +642,34 @@ impl pb::worker_server::Worker for WorkerService {
             }
             upload.finish().map_err(status)?;
             node.stats.modules_received.fetch_add(1, Ordering::Relaxed);
-            info!("module stored");
-            Ok(Response::new(pb::PutModuleResponse {
+            info!(module = %hex::encode(hash), "module stored");
+            Ok(pb::PutModuleResponse {
                 module_sha256: hash.to_vec(),
                 already_present: false,
-            }))
+            })
         }
         .instrument(span)
         .await
     }
+}
 
-    async fn execute(
-        &self,
-        request: Request<pb::ExecuteRequest>,
-    ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        let node = &self.node;
-        let request = request.into_inner();
-        let job = admit(&request, node.peer_id(), &node.policy)
-            .map_err(|r| node.refuse(r.to_status()))?;
-        let span = info_span!(
-            "job",
-            id = %hex::encode(&job.job_id[..6]),
-            submitter = %job.submitter.short()
-        );
-        async move {
-            let now = now_ms();
-            let expires = job.spec.expires_at_unix_ms;
-            node.replay
-                .lock()
-                .map_err(|_| Status::internal("replay memory poisoned"))?
-                .check(job.submitter, job.nonce, expires, now)
-                .map_err(|e| node.refuse(crate::admission::Refusal::from(e).to_status()))?;
-            if !node.has_module(&job.module_hash) {
-                return Ok(Response::new(pb::ExecuteResponse {
-                    reply: Some(pb::execute_response::Reply::MissingModule(
-                        job.module_hash.to_vec(),
-                    )),
-                    ..Default::default()
-                }));
-            }
-            let slot = node.pool.try_acquire().ok_or_else(|| {
-                node.refuse(Status::resource_exhausted(format!(
-                    "all {} job slots are busy",
-                    node.pool.total()
-                )))
-            })?;
-            node.replay
-                .lock()
-                .map_err(|_| Status::internal("replay memory poisoned"))?
-                .accept(job.submitter, job.nonce, expires, now)
-                .map_err(|e| node.refuse(crate::admission::Refusal::from(e).to_status()))?;
-            node.execute(job, slot).await.map(Response::new)
-        }
-        .instrument(span)
-        .await
+/// The next chunk of an upload, or `DEADLINE_EXCEEDED` naming the limit if
+/// it does not come within `gap` (or before the whole upload's `deadline`).
+async fn next_chunk(
+    chunks: &mut Streaming<pb::ModuleChunk>,
+    gap: std::time::Duration,
+    deadline: tokio::time::Instant,
+) -> Result<Option<pb::ModuleChunk>, Status> {
+    let by_gap = tokio::time::Instant::now() + gap;
+    match tokio::time::timeout_at(by_gap.min(deadline), chunks.next()).await {
+        Ok(Some(chunk)) => chunk.map(Some),
+        Ok(None) => Ok(None),
+        Err(_) if deadline <= by_gap => Err(Status::deadline_exceeded(
+            "PutModule exceeded the server's upload deadline",
+        )),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "PutModule: no chunk within the server's upload_chunk deadline of {} s",
+            gap.as_secs_f64()
+        ))),
     }
 }

@@ -52,16 +52,7 @@ pub enum Command {
     /// a local sandbox run, as ratios from one run.
     #[cfg(feature = "demo")]
     Bench(BenchArgs),
-    /// Internal: the sandbox's compiler child process. Reads one compile
-    /// request on stdin and writes the compiled module to stdout under the
-    /// requested time and memory limits; `node` and `demo` run it to
-    /// compile untrusted modules. Not for use by hand.
-    #[command(name = COMPILE_MODULE, hide = true)]
-    CompileModule,
 }
-
-/// The hidden subcommand that runs the sandbox's compiler child process.
-pub const COMPILE_MODULE: &str = "__compile-module";
 
 /// `peergrid keygen`.
 #[derive(Debug, Args)]
@@ -95,6 +86,32 @@ pub struct NodeArgs {
     /// Data directory (default: the user's data dir).
     #[arg(long, env = "PEERGRID_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`); off by
+    /// default. Bind it to a private address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// Serve only these submitters (peer ids, 64 hex digits); repeatable.
+    #[arg(long = "allow-submitter", value_name = "PEER_ID", value_parser = parse_peer_id)]
+    pub allow_submitters: Vec<peergrid_proto::PeerId>,
+    /// Never serve these submitters (peer ids, 64 hex digits); repeatable.
+    #[arg(long = "deny-submitter", value_name = "PEER_ID", value_parser = parse_peer_id)]
+    pub deny_submitters: Vec<peergrid_proto::PeerId>,
+    /// Run only these modules (sha256, 64 hex digits); repeatable.
+    #[arg(long = "allow-module", value_name = "SHA256", value_parser = parse_module_hash)]
+    pub allow_modules: Vec<[u8; 32]>,
+    /// Never store or run these modules (sha256, 64 hex digits); repeatable.
+    #[arg(long = "deny-module", value_name = "SHA256", value_parser = parse_module_hash)]
+    pub deny_modules: Vec<[u8; 32]>,
+    /// Jobs one submitter may run here at once (default: half the slots,
+    /// rounded up).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_jobs_per_submitter: Option<u64>,
+    /// Connections open at once, in total.
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+    /// Connections open at once from one IP address (IPv6: one /64).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: u64,
 }
 
 /// Limits shared by `submit` and `run`.
@@ -246,6 +263,10 @@ fn parse_job_id(text: &str) -> Result<[u8; 32], String> {
     Ok(id)
 }
 
+fn parse_module_hash(text: &str) -> Result<[u8; 32], String> {
+    peergrid_worker::policy::parse_module_hash(text)
+}
+
 fn parse_peer_id(text: &str) -> Result<peergrid_proto::PeerId, String> {
     text.parse()
         .map_err(|e| format!("peer id must be 64 hex digits: {e}"))
@@ -320,6 +341,33 @@ mod tests {
         assert_eq!(humantime_duration("7"), Ok(Duration::from_secs(7)));
         assert!(humantime_duration("5 parsecs").is_err());
         assert!(humantime_duration("").is_err());
+    }
+
+    #[test]
+    fn node_policy_flags_repeat_and_parse() {
+        let peer = "ab".repeat(32);
+        let module = "cd".repeat(32);
+        let cli = Cli::try_parse_from([
+            "peergrid",
+            "node",
+            "--deny-submitter",
+            &peer,
+            "--deny-submitter",
+            &"01".repeat(32),
+            "--allow-module",
+            &module,
+            "--metrics",
+            "127.0.0.1:9400",
+        ])
+        .unwrap();
+        let Command::Node(args) = cli.command else {
+            panic!("not the node command");
+        };
+        assert_eq!(args.deny_submitters.len(), 2);
+        assert_eq!(args.deny_submitters[0].to_string(), peer);
+        assert_eq!(args.allow_modules, vec![[0xcd; 32]]);
+        assert_eq!(args.metrics, Some("127.0.0.1:9400".parse().unwrap()));
+        assert!(Cli::try_parse_from(["peergrid", "node", "--deny-module", "xyz"]).is_err());
     }
 
     #[test]
