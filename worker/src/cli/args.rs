@@ -52,7 +52,16 @@ pub enum Command {
     /// a local sandbox run, as ratios from one run.
     #[cfg(feature = "demo")]
     Bench(BenchArgs),
+    /// Internal: the sandbox's compiler child process. Reads one compile
+    /// request on stdin and writes the compiled module to stdout under the
+    /// requested time and memory limits; `node` and `demo` run it to
+    /// compile untrusted modules. Not for use by hand.
+    #[command(name = COMPILE_MODULE, hide = true)]
+    CompileModule,
 }
+
+/// The hidden subcommand that runs the sandbox's compiler child process.
+pub const COMPILE_MODULE: &str = "__compile-module";
 
 /// `peergrid keygen`.
 #[derive(Debug, Args)]

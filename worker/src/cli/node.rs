@@ -17,6 +17,9 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         info!(dir = %dir.display(), "created a new node identity");
     }
     let mut config = NodeConfig::new(&dir);
+    // Untrusted modules compile in a child process under a time and memory
+    // budget (compile bombs).
+    config.sandbox.compiler = Some(super::compiler_command()?);
     config.gossip.membership.puzzle_bits = args.puzzle_bits;
     config.gossip.bootstrap = args.peers.clone();
     config.gossip.advertise = args.advertise.clone();
