@@ -14,9 +14,12 @@
 //! answer well within the idle timeout, even while it waits for a long job.
 //!
 //! ```ignore
-//! let gate = Arc::new(ConnectionGate::new(config.connections.clone()));
+//! // A stream of accepted connections (plaintext):
 //! let incoming = limit_connections(TcpListenerStream::new(listener), gate);
 //! server.serve_with_incoming_shutdown(incoming, shutdown)
+//! // An accept loop (TLS): admit the TCP stream before the handshake.
+//! let Ok(tcp) = connections::admit(tcp, &gate) else { continue };
+//! let tls = acceptor.accept(tcp).await?;
 //! ```
 
 use std::collections::HashMap;
@@ -180,6 +183,17 @@ impl Drop for Permit {
     }
 }
 
+/// Admits one accepted connection through `gate`, for accept loops that
+/// are not a stream (a TLS acceptor's): wrap the TCP stream before the
+/// handshake, and drop it (closing it) when this refuses.
+pub fn admit<IO: RemoteIp>(
+    io: IO,
+    gate: &Arc<ConnectionGate>,
+) -> Result<Limited<IO>, ConnectionRefusal> {
+    let permit = gate.admit(io.remote_ip())?;
+    Ok(Limited::new(io, permit))
+}
+
 /// Admits each accepted connection through `gate`: those over a cap are
 /// dropped (closed) at once, the rest come out as [`Limited`]. Accept
 /// errors pass through unchanged.
@@ -196,8 +210,8 @@ where
             Err(e) => Some(Err(e)),
             Ok(io) => {
                 let ip = io.remote_ip();
-                match gate.admit(ip) {
-                    Ok(permit) => Some(Ok(Limited::new(io, permit))),
+                match admit(io, &gate) {
+                    Ok(limited) => Some(Ok(limited)),
                     Err(refusal) => {
                         debug!(?ip, %refusal, "connection closed at once");
                         None
