@@ -97,6 +97,11 @@ impl Identity {
         self.signing.verifying_key().to_bytes()
     }
 
+    /// The 32-byte secret seed (for the TLS certificate's key).
+    pub(crate) fn secret_bytes(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// Signs `message` (the caller adds any domain prefix).
     pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()

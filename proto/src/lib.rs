@@ -10,6 +10,9 @@
 //! - [`envelope`]: signing and verifying [`pb::SignedEnvelope`]s with a
 //!   domain-separation prefix per message kind ([`Domain`]), so that a signed
 //!   job can never be replayed as a signed result.
+//! - [`tls`]: TLS 1.3 between peers with self-signed certificates made
+//!   from the identity keys, so the TLS peer *is* the peer id
+//!   ([`tls::Transport`]).
 //! - [`puzzle`]: the S/Kademlia static puzzle that makes identities cost
 //!   work to create (`grind`) and nothing to check (`solves`).
 //!
@@ -31,6 +34,7 @@ pub mod envelope;
 pub mod hash;
 pub mod identity;
 pub mod puzzle;
+pub mod tls;
 
 /// Generated protobuf and gRPC code for `peergrid.v1`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use peergrid_proto::tls::Transport;
 use peergrid_proto::{Domain, PeerId, Sha256Hash, envelope, pb};
 use tonic::transport::{Channel, Endpoint};
 
@@ -20,6 +21,8 @@ pub const MAX_MESSAGE_BYTES: usize = 80 << 20;
 #[derive(Debug, Clone)]
 pub struct WorkerConn {
     addr: String,
+    /// The peer id proven by the TLS handshake (`None` over plaintext).
+    tls_peer: Option<PeerId>,
     client: pb::worker_client::WorkerClient<Channel>,
 }
 
@@ -33,8 +36,17 @@ pub struct WorkerInfo {
 }
 
 impl WorkerConn {
-    /// Connects to `addr` (`host:port`, or a full `http://` URI).
-    pub async fn connect(addr: &str, connect_timeout: Duration) -> Result<Self, WorkerError> {
+    /// Connects to `addr` (`host:port`, or a full `http://` URI) over
+    /// `transport`. Over TLS, when `expected` is given the worker must prove
+    /// that peer's key in the handshake or the connection is refused (an
+    /// advertised address is only used once it proves the advertised key);
+    /// without it, the key that answers is pinned for the connection.
+    pub async fn connect(
+        addr: &str,
+        connect_timeout: Duration,
+        transport: &Transport,
+        expected: Option<PeerId>,
+    ) -> Result<Self, WorkerError> {
         let uri = if addr.contains("://") {
             addr.to_string()
         } else {
@@ -45,15 +57,16 @@ impl WorkerConn {
             .connect_timeout(connect_timeout)
             .tcp_nodelay(true)
             .http2_adaptive_window(true);
-        let channel = endpoint
-            .connect()
+        let connection = transport
+            .connect(endpoint, expected)
             .await
-            .map_err(|e| WorkerError::Unreachable(format!("{addr}: {}", error_chain(&e))))?;
-        let client = pb::worker_client::WorkerClient::new(channel)
+            .map_err(|e| WorkerError::Unreachable(error_chain(&e)))?;
+        let client = pb::worker_client::WorkerClient::new(connection.channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         Ok(Self {
             addr: addr.to_string(),
+            tls_peer: connection.peer,
             client,
         })
     }
@@ -61,6 +74,11 @@ impl WorkerConn {
     /// The address this connection dials.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The peer id the TLS handshake proved (`None` over plaintext).
+    pub fn tls_peer(&self) -> Option<PeerId> {
+        self.tls_peer
     }
 
     /// Asks the worker who it is and what it has free. The worker must sign
@@ -87,6 +105,15 @@ impl WorkerConn {
                 WorkerError::Protocol(format!("the worker did not prove it holds its key: {e}"))
             })?
             .signer;
+        if let Some(tls_peer) = self.tls_peer
+            && tls_peer != peer
+        {
+            return Err(WorkerError::Protocol(format!(
+                "the worker's Hello names peer {} but its TLS key is peer {}",
+                peer.short(),
+                tls_peer.short()
+            )));
+        }
         Ok(WorkerInfo { peer, hello })
     }
 

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use peergrid_proto::hash::hash_from_slice;
+use peergrid_proto::tls::Transport;
 use peergrid_proto::{Identity, PeerId, Sha256Hash, pb};
 use tokio::task::JoinSet;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -65,6 +66,9 @@ pub struct SchedulerConfig {
     /// Seed of the policies' random draws (`None`: from the OS). Tests and
     /// demos that need repeatable decisions set it.
     pub seed: Option<u64>,
+    /// Talk to workers in plaintext instead of TLS 1.3 keyed by identity
+    /// (debugging only; default: false).
+    pub insecure: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -82,6 +86,7 @@ impl Default for SchedulerConfig {
             discover: true,
             puzzle_bits: MembershipConfig::default().puzzle_bits,
             seed: None,
+            insecure: false,
         }
     }
 }
@@ -92,6 +97,8 @@ impl Default for SchedulerConfig {
 pub struct Scheduler {
     identity: Identity,
     config: SchedulerConfig,
+    /// TLS keyed by `identity` (or plaintext), or why it could not be set up.
+    transport: Result<Transport, String>,
     conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
@@ -285,20 +292,29 @@ impl Round<'_> {
 
 impl Scheduler {
     /// The configured addresses plus every live member their `Members`
-    /// answers name, with adverts that verify (signature, puzzle), deduplicated.
-    async fn discover(&self, problems: &mut Vec<String>) -> Vec<String> {
+    /// answers name, with adverts that verify (signature, puzzle),
+    /// deduplicated. An advertised address comes with the advert's peer id,
+    /// which the TLS handshake at that address must prove.
+    async fn discover(
+        &self,
+        transport: &Transport,
+        problems: &mut Vec<String>,
+    ) -> Vec<(String, Option<PeerId>)> {
         let mut set = JoinSet::new();
         for addr in self.config.peers.iter().cloned() {
             let timeout = self.config.connect_timeout;
+            let transport = transport.clone();
             set.spawn(async move {
                 let uri = format!("http://{addr}");
                 let answer = async move {
-                    let channel = tonic::transport::Endpoint::from_shared(uri)
+                    let endpoint = tonic::transport::Endpoint::from_shared(uri)
                         .map_err(|e| e.to_string())?
-                        .connect_timeout(timeout)
-                        .connect()
+                        .connect_timeout(timeout);
+                    let channel = transport
+                        .connect(endpoint, None)
                         .await
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| e.to_string())?
+                        .channel;
                     pb::membership_client::MembershipClient::new(channel)
                         .max_decoding_message_size(8 << 20)
                         .members(pb::MembersRequest {})
@@ -309,14 +325,21 @@ impl Scheduler {
                 (addr, tokio::time::timeout(timeout * 2, answer).await)
             });
         }
-        let mut addrs: Vec<String> = self.config.peers.clone();
+        let mut addrs: Vec<(String, Option<PeerId>)> = self
+            .config
+            .peers
+            .iter()
+            .map(|a| (a.clone(), None))
+            .collect();
         while let Some(joined) = set.join_next().await {
             let Ok((addr, answer)) = joined else { continue };
             match answer {
                 Ok(Ok(members)) => {
                     for envelope in members.adverts {
                         match verify_advert(&envelope, self.config.puzzle_bits) {
-                            Ok(advert) => addrs.push(advert.primary_addr().to_string()),
+                            Ok(advert) => {
+                                addrs.push((advert.primary_addr().to_string(), Some(advert.peer)))
+                            }
                             Err(e) => debug!(%addr, error = %e, "ignored an advert"),
                         }
                     }
@@ -325,8 +348,10 @@ impl Scheduler {
                 Err(_) => problems.push(format!("{addr}: no membership answer in time")),
             }
         }
+        // One entry per address; an advertised peer id beats none.
+        addrs.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.is_some().cmp(&a.1.is_some())));
         let mut seen = HashSet::new();
-        addrs.retain(|a| seen.insert(a.clone()));
+        addrs.retain(|(a, _)| seen.insert(a.clone()));
         addrs
     }
 
@@ -338,9 +363,11 @@ impl Scheduler {
             config.known_answers,
             config.seed,
         );
+        let transport = Transport::new(&identity, config.insecure).map_err(|e| e.to_string());
         Self {
             identity,
             config,
+            transport,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placed: Mutex::new(HashMap::new()),
             ledger: None,
@@ -522,18 +549,38 @@ impl Scheduler {
     pub async fn survey(&self) -> (Vec<LiveWorker>, Vec<String>) {
         let mut set = JoinSet::new();
         let mut problems = Vec::new();
-        let addrs = if self.config.discover {
-            self.discover(&mut problems).await
-        } else {
-            self.config.peers.clone()
+        let transport = match &self.transport {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                problems.push(format!("TLS could not be set up: {e}"));
+                return (Vec::new(), problems);
+            }
         };
-        for addr in addrs {
-            let conn = self.conns.lock().await.get(&addr).cloned();
+        let addrs = if self.config.discover {
+            self.discover(&transport, &mut problems).await
+        } else {
+            self.config
+                .peers
+                .iter()
+                .map(|a| (a.clone(), None))
+                .collect()
+        };
+        for (addr, expected) in addrs {
+            let conn = self
+                .conns
+                .lock()
+                .await
+                .get(&addr)
+                .filter(|c| {
+                    expected.is_none() || c.tls_peer().is_none() || c.tls_peer() == expected
+                })
+                .cloned();
             let timeout = self.config.connect_timeout;
+            let transport = transport.clone();
             set.spawn(async move {
                 let conn = match conn {
                     Some(c) => c,
-                    None => WorkerConn::connect(&addr, timeout)
+                    None => WorkerConn::connect(&addr, timeout, &transport, expected)
                         .await
                         .map_err(|e| (addr.clone(), e))?,
                 };

@@ -4,10 +4,13 @@
 
 mod certificates;
 mod failover;
+mod flood;
 mod hostile;
+mod malformed;
 mod membership;
 mod persistence;
 mod quorum;
 mod reputation;
 mod signatures;
+mod tls;
 mod transport;

@@ -2,7 +2,7 @@
 //! the worker; tampered, forged or misattributed results by the submitter.
 
 use peergrid_proto::{Domain, Identity, envelope, pb};
-use peergrid_tests::{example_job, grid, honest_grid, scheduler};
+use peergrid_tests::{connect_as, example_job, grid, honest_grid, scheduler};
 use peergrid_worker::fault::Fault;
 use prost::Message;
 use scheduler_lib::client::WorkerConn;
@@ -11,25 +11,20 @@ use scheduler_lib::result::{Expected, ResultRejected, verify_result};
 use scheduler_lib::{Verdict, WorkerError};
 use std::time::Duration;
 
-async fn conn(addr: std::net::SocketAddr) -> WorkerConn {
-    WorkerConn::connect(&addr.to_string(), Duration::from_secs(3))
-        .await
-        .unwrap()
-}
-
 /// Sends a job to one worker directly, uploading the module first.
 async fn direct(
     grid_addr: std::net::SocketAddr,
     worker: peergrid_proto::PeerId,
 ) -> (WorkerConn, scheduler_lib::Job, Submission, Identity) {
-    let c = conn(grid_addr).await;
+    let submitter = Identity::generate();
+    let c = connect_as(&grid_addr.to_string(), &submitter).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
     c.put_module(job.module_hash(), job.module().clone())
         .await
         .unwrap();
     let submission = Submission::new(&job, Duration::from_secs(60));
     let _ = worker;
-    (c, job, submission, Identity::generate())
+    (c, job, submission, submitter)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,9 +3,8 @@
 //! sent and compiled once per node).
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use peergrid_proto::pb;
+use peergrid_proto::{Identity, pb};
 use peergrid_tests::{example_job, honest_grid, hostile, raw, scheduler};
 use prost::Message;
 use scheduler_lib::Job;
@@ -105,12 +104,8 @@ async fn a_module_is_uploaded_and_compiled_once_per_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
     let grid = honest_grid(1).await;
-    let conn = scheduler_lib::client::WorkerConn::connect(
-        &grid.nodes[0].addr.to_string(),
-        Duration::from_secs(3),
-    )
-    .await
-    .unwrap();
+    let conn =
+        peergrid_tests::connect_as(&grid.nodes[0].addr.to_string(), &Identity::generate()).await;
     let module: std::sync::Arc<[u8]> = peergrid_jobs::PRIMES.wasm.into();
     let err = conn.put_module([9; 32], module).await.unwrap_err();
     assert!(err.to_string().contains("hash"), "{err}");

@@ -73,6 +73,15 @@ pub fn scheduler(grid: &LocalGrid) -> Scheduler {
     )
 }
 
+/// A direct connection to one worker, authenticated over TLS as `identity`
+/// (workers only run jobs signed by the identity the connection proves).
+pub async fn connect_as(addr: &str, identity: &Identity) -> scheduler_lib::client::WorkerConn {
+    let transport = peergrid_proto::tls::Transport::tls(identity).expect("tls");
+    scheduler_lib::client::WorkerConn::connect(addr, Duration::from_secs(3), &transport, None)
+        .await
+        .expect("connect")
+}
+
 /// Limits small enough that hostile modules fail fast.
 pub fn tight_limits() -> Limits {
     Limits {

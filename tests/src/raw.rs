@@ -2,6 +2,8 @@
 //! and truncated protobufs that a generated client cannot produce.
 
 use bytes::{Buf, BufMut};
+use peergrid_proto::Identity;
+use peergrid_proto::tls::Transport;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
@@ -43,13 +45,18 @@ impl Decoder for RawCodec {
 }
 
 /// Sends `body` as the request message of unary method `path`
-/// (e.g. `/peergrid.v1.Worker/Execute`) to `addr`.
+/// (e.g. `/peergrid.v1.Worker/Execute`) to `addr`, over TLS with a fresh
+/// identity.
 pub async fn call(addr: &str, path: &'static str, body: Vec<u8>) -> Result<Vec<u8>, Status> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| Status::internal(e.to_string()))?
-        .connect()
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let transport =
+        Transport::tls(&Identity::generate()).map_err(|e| Status::internal(e.to_string()))?;
+    let channel = transport
+        .connect(endpoint, None)
         .await
-        .map_err(|e| Status::unavailable(e.to_string()))?;
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .channel;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready()
         .await

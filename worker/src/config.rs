@@ -29,6 +29,9 @@ pub struct NodeConfig {
     /// Membership: bootstrap peers, advertised address, gossip timing, the
     /// network's identity puzzle.
     pub gossip: crate::gossip::GossipConfig,
+    /// Serve and dial peers in plaintext instead of TLS 1.3 keyed by the
+    /// node's identity. Debugging only (`--insecure`); default: false.
+    pub insecure: bool,
     /// Flood control: rate limits per source IP and per submitter, and the
     /// jobs one submitter may run at once.
     pub flood: crate::flood::FloodConfig,
@@ -72,7 +75,8 @@ impl NodeConfig {
 
     /// Defaults for a node keeping its state in `data_dir`: one slot per
     /// core minus one for the machine's owner, 512 MiB and 10 minutes per job
-    /// at most, modules up to 256 MiB.
+    /// at most, modules up to 64 MiB (real WASI programs of 20–56 MiB fit; a
+    /// 100 MiB upload is refused by its header).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Self {
@@ -86,12 +90,13 @@ impl NodeConfig {
                 max_output_bytes: 64 << 20,
                 max_stderr_bytes: 1 << 20,
             },
-            max_module_bytes: 256 << 20,
+            max_module_bytes: 64 << 20,
             max_input_bytes: 16 << 20,
             max_concurrent_uploads: 4,
             replay_capacity: 1_000_000,
             sandbox: peergrid_sandbox::Config::default(),
             gossip: crate::gossip::GossipConfig::default(),
+            insecure: false,
             flood: crate::flood::FloodConfig::default(),
             connections: crate::connections::ConnectionLimits::default(),
             calls: crate::deadlines::CallLimits::default(),

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use peergrid_proto::tls::Transport;
 use peergrid_proto::{Identity, PeerId, pb};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -60,6 +61,8 @@ pub struct Gossip {
     anchors_path: PathBuf,
     rng: Mutex<StdRng>,
     conns: tokio::sync::Mutex<HashMap<String, pb::membership_client::MembershipClient<Channel>>>,
+    /// The node's transport, for dialling peers.
+    transport: Transport,
 }
 
 impl std::fmt::Debug for Gossip {
@@ -110,6 +113,7 @@ impl Gossip {
             anchors_path,
             rng: Mutex::new(StdRng::from_entropy()),
             conns: tokio::sync::Mutex::new(HashMap::new()),
+            transport: node.transport().clone(),
         })
     }
 
@@ -156,7 +160,7 @@ impl Gossip {
         let mut events = Vec::new();
         let mut request = lock(&self.state).make_request();
         for _ in 0..4 {
-            let reply = match self.client(&target.addr).await {
+            let reply = match self.client(&target).await {
                 Ok(mut client) => client.gossip(request).await.map(Response::into_inner),
                 Err(e) => Err(e),
             };
@@ -183,19 +187,24 @@ impl Gossip {
 
     async fn client(
         &self,
-        addr: &str,
+        target: &Target,
     ) -> Result<pb::membership_client::MembershipClient<Channel>, Status> {
+        let addr = &target.addr;
         if let Some(c) = self.conns.lock().await.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| Status::invalid_argument(format!("bad address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
+            .tcp_nodelay(true);
+        // A known member must prove its advertised key at its address.
+        let channel = self
+            .transport
+            .connect(endpoint, target.peer)
             .await
-            .map_err(|e| Status::unavailable(format!("{addr}: {e}")))?;
+            .map_err(|e| Status::unavailable(e.to_string()))?
+            .channel;
         let client = pb::membership_client::MembershipClient::new(channel)
             .max_decoding_message_size(4 << 20);
         self.conns
@@ -211,7 +220,7 @@ impl Gossip {
             match event {
                 Event::RefreshAdvert => self.refresh(node, identity),
                 Event::Probe { peer, addr } => {
-                    let ok = probe(&peer, &addr).await;
+                    let ok = probe(&self.transport, &peer, &addr).await;
                     let more = lock(&self.state).probe_result(&peer, ok, now_ms());
                     // Results of a probe are state changes only.
                     for e in more {
@@ -246,10 +255,12 @@ impl Gossip {
     }
 }
 
-/// Dials `addr` and checks that the key it presents is `peer`'s.
-async fn probe(peer: &PeerId, addr: &str) -> bool {
+/// Dials `addr` and checks that the key it presents is `peer`'s (in the
+/// TLS handshake, and again in the signed `Hello`).
+async fn probe(transport: &Transport, peer: &PeerId, addr: &str) -> bool {
     let answer = async {
-        let conn = WorkerConn::connect(addr, Duration::from_secs(2)).await?;
+        let conn =
+            WorkerConn::connect(addr, Duration::from_secs(2), transport, Some(*peer)).await?;
         conn.hello().await
     };
     match tokio::time::timeout(Duration::from_secs(5), answer).await {

@@ -34,6 +34,7 @@ pub mod deadlines;
 pub mod fault;
 pub mod flood;
 pub mod gossip;
+pub mod listener;
 pub mod local_grid;
 pub mod local_run;
 pub mod metrics;

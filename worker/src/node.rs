@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use peergrid_proto::tls::Transport;
 use peergrid_proto::{Domain, Identity, PeerId, Sha256Hash, envelope, pb, sha256};
 use peergrid_sandbox::{ExecError, Execution, JobInput, Sandbox};
 use prost::Message;
@@ -86,6 +87,9 @@ pub struct Node {
     gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
     flood: crate::flood::FloodControl,
     connections: Arc<crate::connections::ConnectionGate>,
+    /// TLS keyed by this node's identity (or plaintext with `insecure`),
+    /// for both the server and the node's own calls to peers.
+    transport: Transport,
 }
 
 impl Node {
@@ -101,6 +105,8 @@ impl Node {
                 peergrid_proto::puzzle::difficulty(&identity.public_key())
             )));
         }
+        let transport = Transport::new(&identity, config.insecure)
+            .map_err(|e| NodeError::Identity(e.to_string()))?;
         let sandbox = Arc::new(Sandbox::new(config.sandbox.clone())?);
         let store = ModuleStore::open(&config.data_dir.join("modules"))?;
         let pool = JobPool::new(config.slots)?;
@@ -123,6 +129,7 @@ impl Node {
             connections: Arc::new(crate::connections::ConnectionGate::new(
                 config.connections.clone(),
             )),
+            transport,
             config,
         }))
     }
@@ -173,6 +180,12 @@ impl Node {
         self.pool.free()
     }
 
+    /// How this node talks to peers (TLS keyed by its identity, or
+    /// plaintext when configured `insecure`).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// Time since the node was built.
     pub fn uptime(&self) -> std::time::Duration {
         self.started.elapsed()
@@ -205,18 +218,33 @@ impl Node {
             })
             .max_decoding_message_size(4 << 20);
         let gossip_loop = gossip.run(Arc::clone(&self), self.identity.clone());
+        let transport = self.transport.clone();
+        let calls = self.config.calls.clone();
+        let worker_gate = Arc::clone(&self.connections);
         let worker = pb::worker_server::WorkerServer::new(WorkerService { node: self })
             .max_decoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(scheduler_lib::client::MAX_MESSAGE_BYTES);
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .http2_adaptive_window(Some(true))
-            .max_concurrent_streams(Some(256))
-            .concurrency_limit_per_connection(64)
+        let gate = Arc::clone(&worker_gate);
+        let router = crate::deadlines::server_builder(&calls)
             .add_service(health_service)
             .add_service(membership)
-            .add_service(worker)
-            .serve_with_incoming_shutdown(incoming(listener), shutdown);
+            .add_service(worker);
+        let server = async move {
+            match transport {
+                Transport::Tls(tls) => {
+                    let incoming = crate::listener::tls(listener, tls.acceptor(), gate);
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                }
+                Transport::Insecure => {
+                    let incoming = crate::listener::plain(listener, gate);
+                    router
+                        .serve_with_incoming_shutdown(incoming, shutdown)
+                        .await
+                }
+            }
+        };
         // Gossip runs as long as the server does.
         tokio::select! {
             served = server => served?,
@@ -291,6 +319,14 @@ impl Node {
             // The node failed, not the job: no claim, so it is never a vote.
             return Err(Status::internal(format!("worker host failure: {problem}")));
         }
+        if let Err(ExecError::CompileBudget(why)) = &execution.result {
+            // Over this node's compile budget is a refusal, not a verdict on
+            // the module: the budget is this node's (in wall-clock time, on
+            // its hardware), so it must never outvote a node that could.
+            return Err(Status::failed_precondition(format!(
+                "this worker refuses to compile the module: compile budget exceeded: {why}"
+            )));
+        }
         #[allow(unused_mut)]
         let mut execution = execution;
         #[cfg(feature = "fault-injection")]
@@ -350,22 +386,6 @@ impl Node {
             stderr: execution.stderr,
         })
     }
-}
-
-/// Accepted connections with Nagle's algorithm off: the server builder's
-/// `tcp_nodelay` only applies to sockets it accepts itself, and small
-/// request/response messages would otherwise wait for delayed ACKs (~40 ms).
-fn incoming(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(s) = &stream
-            && let Err(e) = s.set_nodelay(true)
-        {
-            warn!(error = %e, "could not disable Nagle on an accepted connection");
-        }
-        stream
-    })
 }
 
 /// Compiles (once per node, cached) and runs a job. Runs on a pool thread.
@@ -511,9 +531,24 @@ impl pb::worker_server::Worker for WorkerService {
         node.flood
             .execute_from(ip)
             .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+        let caller = peergrid_proto::tls::caller(&request);
         let request = request.into_inner();
         let job = admit(&request, node.peer_id(), &node.policy)
             .map_err(|r| node.refuse(Reason::from(&r), r.to_status()))?;
+        // Over TLS the connection proves who sends the job: it must be the
+        // peer who signed it, so a captured job cannot be sent by anyone else.
+        if let Some(caller) = caller
+            && caller != job.submitter
+        {
+            return Err(node.refuse(
+                Reason::Signature,
+                Status::permission_denied(format!(
+                    "job signed by peer {} but the connection is authenticated as peer {}",
+                    job.submitter.short(),
+                    caller.short()
+                )),
+            ));
+        }
         let span = info_span!(
             "job",
             id = %hex::encode(&job.job_id[..6]),

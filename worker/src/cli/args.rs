@@ -13,6 +13,11 @@ pub struct Cli {
     /// Log format on stderr (RUST_LOG sets the level, e.g. RUST_LOG=debug).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Talk to peers in plaintext HTTP/2 instead of TLS 1.3 keyed by node
+    /// identities: no encryption, no proof of who answers. Debugging only;
+    /// a TLS node refuses plaintext clients and vice versa.
+    #[arg(long, global = true)]
+    pub insecure: bool,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,

@@ -6,18 +6,29 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use peergrid_proto::pb;
+use peergrid_proto::tls::Transport;
+use peergrid_proto::{Identity, pb};
 use scheduler_lib::ledger::unix_ms;
 use scheduler_lib::membership::verify_advert;
 
 /// Prints the membership table of the node at `addr`.
-pub async fn run(addr: &str, puzzle_bits: u32, json: bool) -> anyhow::Result<ExitCode> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+/// Over TLS the caller presents a throwaway identity: reading the table
+/// needs no standing in the grid.
+pub async fn run(
+    addr: &str,
+    puzzle_bits: u32,
+    json: bool,
+    insecure: bool,
+) -> anyhow::Result<ExitCode> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .with_context(|| format!("bad node address {addr}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .connect()
+        .connect_timeout(Duration::from_secs(3));
+    let transport = Transport::new(&Identity::generate(), insecure)?;
+    let channel = transport
+        .connect(endpoint, None)
         .await
-        .with_context(|| format!("connecting to the node at {addr}"))?;
+        .with_context(|| format!("connecting to the node at {addr}"))?
+        .channel;
     let members = pb::membership_client::MembershipClient::new(channel)
         .members(pb::MembersRequest {})
         .await

@@ -40,8 +40,8 @@ pub const EXIT_INVALID: u8 = 5;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(a) => keygen::run(&data_dir(a.data_dir)?, a.puzzle_bits),
-        Command::Node(a) => runtime()?.block_on(node::run(a)),
-        Command::Submit(a) => runtime()?.block_on(submit::run(a)),
+        Command::Node(a) => runtime()?.block_on(node::run(a, cli.insecure)),
+        Command::Submit(a) => runtime()?.block_on(submit::run(a, cli.insecure)),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Peers(a) => match a.node.clone() {
@@ -49,6 +49,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 &addr,
                 a.puzzle_bits,
                 a.output_format == args::OutputFormat::Json,
+                cli.insecure,
             )),
             None => peers::run(a),
         },

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use peergrid_worker::{Node, NodeConfig};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::args::NodeArgs;
 
-/// Runs a node.
-pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+/// Runs a node (`insecure`: plaintext instead of TLS).
+pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     let dir = super::data_dir(args.data_dir.clone())?;
     let (identity, created) = super::identity::load_or_grind(&dir, args.puzzle_bits, true)?;
     if created {
@@ -23,6 +23,12 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
     config.gossip.membership.puzzle_bits = args.puzzle_bits;
     config.gossip.bootstrap = args.peers.clone();
     config.gossip.advertise = args.advertise.clone();
+    config.insecure = insecure;
+    if insecure {
+        warn!(
+            "--insecure: serving plaintext gRPC; peers are not authenticated and traffic is readable"
+        );
+    }
     if let Some(slots) = args.slots {
         anyhow::ensure!(slots > 0, "--slots must be at least 1");
         config.slots = slots;

@@ -13,7 +13,8 @@ use super::args::SubmitArgs;
 use super::{EXIT_JOB_FAILED, EXIT_NO_QUORUM, read_input, read_module, report};
 
 /// Submits the job (or resumes one from the ledger) and reports the verdict.
-pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
+/// (`insecure`: plaintext instead of TLS.)
+pub async fn run(args: SubmitArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     let dir = super::data_dir(args.data_dir.clone())?;
     let (identity, _) = Identity::load_or_create(&dir)?;
     let ledger_path = dir.join(ledger::FILE_NAME);
@@ -25,6 +26,7 @@ pub async fn run(args: SubmitArgs) -> anyhow::Result<ExitCode> {
             peers: args.peers.clone(),
             puzzle_bits: args.puzzle_bits,
             job_timeout: args.timeout,
+            insecure,
             ..SchedulerConfig::default()
         },
     )
