@@ -160,7 +160,7 @@ async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_
         "flood: {ran} ran, {shed} shed; the other peer's job took {honest_took:?} \
          ({unloaded:?} with its first compile, before the flood)"
     );
-    assert!(honest_took < Duration::from_secs(5), "{honest_took:?}");
+    assert!(honest_took < Duration::from_secs(10), "{honest_took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,10 @@ pub struct FloodConfig {
     pub execute_per_submitter: Option<RateLimit>,
     /// `PutModule` uploads per source IP. Default: burst 30, one a second.
     pub put_module_per_ip: Option<RateLimit>,
+    /// `PutModule` uploads per TLS peer (the identity the connection
+    /// proves; uploads are not signed otherwise). Default: burst 30, one a
+    /// second.
+    pub put_module_per_peer: Option<RateLimit>,
     /// Inbound `Gossip` and `Members` calls per source IP. Default: burst
     /// 100, 50 a second (the membership adds its own, tighter, limit per
     /// claimed peer and IP).
@@ -64,6 +68,10 @@ impl Default for FloodConfig {
                 per_sec: 50.0,
             }),
             put_module_per_ip: Some(RateLimit {
+                burst: 30,
+                per_sec: 1.0,
+            }),
+            put_module_per_peer: Some(RateLimit {
                 burst: 30,
                 per_sec: 1.0,
             }),
@@ -286,6 +294,8 @@ pub enum LimitKind {
     ExecutePerSubmitter,
     /// [`FloodConfig::put_module_per_ip`].
     PutModulePerIp,
+    /// [`FloodConfig::put_module_per_peer`].
+    PutModulePerPeer,
     /// [`FloodConfig::gossip_per_ip`].
     GossipPerIp,
     /// [`FloodConfig::max_jobs_per_submitter`].
@@ -294,10 +304,11 @@ pub enum LimitKind {
 
 impl LimitKind {
     /// Every kind, in metrics order.
-    pub const ALL: [LimitKind; 5] = [
+    pub const ALL: [LimitKind; 6] = [
         LimitKind::ExecutePerIp,
         LimitKind::ExecutePerSubmitter,
         LimitKind::PutModulePerIp,
+        LimitKind::PutModulePerPeer,
         LimitKind::GossipPerIp,
         LimitKind::JobsPerSubmitter,
     ];
@@ -308,6 +319,7 @@ impl LimitKind {
             LimitKind::ExecutePerIp => "execute_per_ip",
             LimitKind::ExecutePerSubmitter => "execute_per_submitter",
             LimitKind::PutModulePerIp => "put_module_per_ip",
+            LimitKind::PutModulePerPeer => "put_module_per_peer",
             LimitKind::GossipPerIp => "gossip_per_ip",
             LimitKind::JobsPerSubmitter => "max_jobs_per_submitter",
         }
@@ -393,6 +405,7 @@ pub struct FloodControl {
     execute_per_ip: Option<Limit<IpAddr>>,
     execute_per_submitter: Option<Limit<PeerId>>,
     put_module_per_ip: Option<Limit<IpAddr>>,
+    put_module_per_peer: Option<Limit<PeerId>>,
     gossip_per_ip: Option<Limit<IpAddr>>,
     jobs: Arc<SubmitterJobs>,
 }
@@ -420,6 +433,11 @@ impl FloodControl {
                 config.put_module_per_ip,
                 keys,
             ),
+            put_module_per_peer: Limit::new(
+                LimitKind::PutModulePerPeer,
+                config.put_module_per_peer,
+                keys,
+            ),
             gossip_per_ip: Limit::new(LimitKind::GossipPerIp, config.gossip_per_ip, keys),
             jobs: Arc::new(SubmitterJobs::new(config.jobs_per_submitter(slots))),
         }
@@ -438,9 +456,18 @@ impl FloodControl {
         }
     }
 
-    /// A `PutModule` call from `ip`.
-    pub fn put_module_from(&self, ip: Option<IpAddr>) -> Result<(), FloodRefusal> {
-        check_ip(&self.put_module_per_ip, ip)
+    /// A `PutModule` call from `ip`, over a connection authenticated as
+    /// `peer` (`None` over plaintext).
+    pub fn put_module_from(
+        &self,
+        ip: Option<IpAddr>,
+        peer: Option<&PeerId>,
+    ) -> Result<(), FloodRefusal> {
+        check_ip(&self.put_module_per_ip, ip)?;
+        match (&self.put_module_per_peer, peer) {
+            (Some(limit), Some(peer)) => limit.check(peer),
+            _ => Ok(()),
+        }
     }
 
     /// A `Gossip` or `Members` call from `ip`.
@@ -639,6 +666,34 @@ mod tests {
             control
                 .execute_from(Some("192.0.2.8".parse().unwrap()))
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn uploads_are_limited_per_tls_peer_whatever_the_ip() {
+        let uploads = FloodControl::new(
+            &FloodConfig {
+                put_module_per_peer: Some(limit(1, 1.0)),
+                ..FloodConfig::local()
+            },
+            2,
+        );
+        let peer = PeerId::from_bytes([3; 32]);
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        assert!(uploads.put_module_from(Some(a), Some(&peer)).is_ok());
+        let refused = uploads.put_module_from(Some(b), Some(&peer)).unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            LimitKind::PutModulePerPeer,
+            "a new IP does not help"
+        );
+        assert!(
+            refused.to_string().contains("put_module_per_peer"),
+            "{refused}"
+        );
+        assert!(
+            uploads.put_module_from(Some(a), None).is_ok(),
+            "plaintext: per IP only"
         );
     }
 }

@@ -513,7 +513,8 @@ impl pb::worker_server::Worker for WorkerService {
     ) -> Result<Response<pb::PutModuleResponse>, Status> {
         let node = &self.node;
         let ip = request.remote_addr().map(|a| a.ip());
-        self.receive_module(ip, request.into_inner())
+        let peer = peergrid_proto::tls::caller(&request);
+        self.receive_module(ip, peer, request.into_inner())
             .await
             .map(Response::new)
             .map_err(|status| node.refuse_upload(status))
@@ -620,10 +621,13 @@ impl WorkerService {
     async fn receive_module(
         &self,
         ip: Option<std::net::IpAddr>,
+        peer: Option<PeerId>,
         mut chunks: Streaming<pb::ModuleChunk>,
     ) -> Result<pb::PutModuleResponse, Status> {
         let node = &self.node;
-        node.flood.put_module_from(ip).map_err(|r| node.shed(&r))?;
+        node.flood
+            .put_module_from(ip, peer.as_ref())
+            .map_err(|r| node.shed(&r))?;
         let _permit = node.uploads.try_acquire().map_err(|_| {
             Status::resource_exhausted(format!(
                 "max_concurrent_uploads: {} module uploads in progress; retry later",
