@@ -69,7 +69,14 @@ fn slow_job() -> Job {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_peers_job_completes()
  {
-    let grid = node(|_| {}).await;
+    // A submitter bucket smaller than the flood, so both limits show.
+    let grid = node(|c| {
+        c.flood.execute_per_submitter = Some(peergrid_worker::flood::RateLimit {
+            burst: 100,
+            per_sec: 50.0,
+        });
+    })
+    .await;
     let addr = grid.nodes[0].addr.to_string();
     let worker = grid.nodes[0].peer_id();
     // The other peer has run here before (its module is compiled), so its
@@ -155,7 +162,14 @@ async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_
                 .any(|m| m.contains("max_jobs_per_submitter")),
         "refusals must name the limit: {messages:?}"
     );
-    assert_eq!(stats.refused_by.get(Reason::RateLimited), by_rate + by_cap);
+    // Past its refusals' threshold the flooder is scored down: shut out
+    // before its signatures are even checked.
+    let by_penalty = stats.rate_limited.get(LimitKind::PenaltyBox);
+    assert!(by_penalty > 0, "the flooder was never shut out");
+    assert_eq!(
+        stats.refused_by.get(Reason::RateLimited),
+        by_rate + by_cap + by_penalty
+    );
     eprintln!(
         "flood: {ran} ran, {shed} shed; the other peer's job took {honest_took:?} \
          ({unloaded:?} with its first compile, before the flood)"
@@ -505,4 +519,50 @@ async fn the_metrics_endpoint_serves_real_figures_after_a_job() {
     assert!(status.contains("404"), "{status}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitter_that_ignores_refusals_is_shut_out_while_others_still_run() {
+    let grid = node(|c| {
+        c.flood.execute_per_submitter = Some(peergrid_worker::flood::RateLimit {
+            burst: 2,
+            per_sec: 0.5,
+        });
+        c.flood.penalty.strikes = 5;
+        c.flood.penalty.first = Duration::from_secs(60);
+    })
+    .await;
+    let addr = grid.nodes[0].addr.to_string();
+    let worker = grid.nodes[0].peer_id();
+    let flooder = Identity::generate();
+    let c = conn_as(&addr, &flooder).await;
+    let job = example_job(&peergrid_jobs::PRIMES, 1);
+    c.put_module(job.module_hash(), job.module().clone())
+        .await
+        .unwrap();
+    let submission = Submission::new(&job, Duration::from_secs(60));
+    let mut messages = Vec::new();
+    for _ in 0..12 {
+        let (signed, _) = submission.envelope_for(&job, &flooder, worker);
+        if let Err(status) = c.execute(signed).await {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            messages.push(status.message().to_string());
+        }
+    }
+    assert!(
+        messages.iter().any(|m| m.contains("execute_per_submitter")),
+        "{messages:?}"
+    );
+    let last = messages.last().expect("the flood was never refused");
+    assert!(last.contains("penalty_box"), "{last}");
+    // Still shut out after its bucket would have refilled a token.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (signed, _) = submission.envelope_for(&job, &flooder, worker);
+    let status = c.execute(signed).await.unwrap_err();
+    assert!(status.message().contains("penalty_box"), "{status:?}");
+    // Another submitter is unaffected.
+    let report = scheduler(&grid).submit(&job).await.unwrap();
+    assert!(report.verdict.accepted().is_some(), "{:?}", report.verdict);
+    let stats = grid.nodes[0].node.stats();
+    assert!(stats.rate_limited.get(LimitKind::PenaltyBox) > 0);
 }

@@ -39,6 +39,7 @@ pub mod local_grid;
 pub mod local_run;
 pub mod metrics;
 pub mod node;
+pub mod penalty;
 pub mod policy;
 pub mod pool;
 pub mod replay;
