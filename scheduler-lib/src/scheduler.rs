@@ -69,6 +69,10 @@ pub struct SchedulerConfig {
     /// Talk to workers in plaintext instead of TLS 1.3 keyed by identity
     /// (debugging only; default: false).
     pub insecure: bool,
+    /// How long what the bootstrap peers' `Members` answered is reused
+    /// before they are asked again (default: 5 s). Jobs in between only
+    /// re-check the workers themselves (`Hello`), over kept connections.
+    pub discovery_ttl: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -87,6 +91,7 @@ impl Default for SchedulerConfig {
             puzzle_bits: MembershipConfig::default().puzzle_bits,
             seed: None,
             insecure: false,
+            discovery_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -100,6 +105,9 @@ pub struct Scheduler {
     /// TLS keyed by `identity` (or plaintext), or why it could not be set up.
     transport: Result<Transport, String>,
     conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
+    /// The last discovery: when, and the addresses (with advertised peer
+    /// ids) it found.
+    discovered: tokio::sync::Mutex<Option<(Instant, Vec<(String, Option<PeerId>)>)>>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
     trust: Mutex<TrustState>,
@@ -369,6 +377,7 @@ impl Scheduler {
             config,
             transport,
             conns: tokio::sync::Mutex::new(HashMap::new()),
+            discovered: tokio::sync::Mutex::new(None),
             placed: Mutex::new(HashMap::new()),
             ledger: None,
             trust: Mutex::new(trust),
@@ -557,7 +566,15 @@ impl Scheduler {
             }
         };
         let addrs = if self.config.discover {
-            self.discover(&transport, &mut problems).await
+            let mut cached = self.discovered.lock().await;
+            match &*cached {
+                Some((at, addrs)) if at.elapsed() < self.config.discovery_ttl => addrs.clone(),
+                _ => {
+                    let addrs = self.discover(&transport, &mut problems).await;
+                    *cached = Some((Instant::now(), addrs.clone()));
+                    addrs
+                }
+            }
         } else {
             self.config
                 .peers

@@ -143,6 +143,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     grid_samples.push(("grid, k=3, with the redb ledger", stats(samples)));
     grid.stop().await;
 
+    // The same fixed k=3 over plaintext (`--insecure`): what TLS costs.
+    let configs = (0..3)
+        .map(|_| {
+            let mut c = NodeConfig::local();
+            c.slots = 1;
+            c.insecure = true;
+            c
+        })
+        .collect();
+    let mut plain_grid = LocalGrid::start(configs).await?;
+    let plain = Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
+            peers: plain_grid.addrs(),
+            insecure: true,
+            ..SchedulerConfig::default()
+        },
+    );
+    let mut samples = Vec::with_capacity(args.jobs);
+    for i in 0..args.jobs + 10 {
+        let report = plain.submit(&trivial().replicas(3).adaptive(false)).await?;
+        anyhow::ensure!(
+            report.verdict.accepted().is_some(),
+            "plaintext job not accepted"
+        );
+        if i >= 10 {
+            samples.push(report.elapsed);
+        }
+    }
+    grid_samples.push(("grid, k=3, plaintext (--insecure)", stats(samples)));
+    plain_grid.stop().await;
+
     let local = stats(local_samples);
     println!(
         "peergrid bench: trivial job (hashchain, 1 round), {} jobs per row, one at a time",
@@ -166,9 +199,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             s.p50.as_secs_f64() / local.p50.as_secs_f64()
         );
     }
-    if let [(_, k1), (_, k3), (_, adaptive), ..] = grid_samples.as_slice() {
+    if let [(_, k1), (_, k3), (_, adaptive), _, (_, plain)] = grid_samples.as_slice() {
         println!(
-            "\nk=3 vs k=1: p50 {:.2}x, p99 {:.2}x; k=3 adaptive vs k=1: p50 {:.2}x, {:.2} executions per job",
+            "\nTLS vs plaintext, k=3: p50 {:.2}x, p99 {:.2}x",
+            k3.p50.as_secs_f64() / plain.p50.as_secs_f64(),
+            k3.p99.as_secs_f64() / plain.p99.as_secs_f64(),
+        );
+        println!(
+            "k=3 vs k=1: p50 {:.2}x, p99 {:.2}x; k=3 adaptive vs k=1: p50 {:.2}x, {:.2} executions per job",
             k3.p50.as_secs_f64() / k1.p50.as_secs_f64(),
             k3.p99.as_secs_f64() / k1.p99.as_secs_f64(),
             adaptive.p50.as_secs_f64() / k1.p50.as_secs_f64(),
