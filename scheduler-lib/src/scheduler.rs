@@ -107,11 +107,15 @@ pub struct Scheduler {
     conns: tokio::sync::Mutex<HashMap<String, WorkerConn>>,
     /// The last discovery: when, and the addresses (with advertised peer
     /// ids) it found.
-    discovered: tokio::sync::Mutex<Option<(Instant, Vec<(String, Option<PeerId>)>)>>,
+    discovered: tokio::sync::Mutex<Option<(Instant, Vec<Dialable>)>>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
     trust: Mutex<TrustState>,
 }
+
+/// An address to dial, with the peer id its advert names (the TLS
+/// handshake there must prove it), if it came from an advert.
+type Dialable = (String, Option<PeerId>);
 
 /// A worker that answered `Hello`, with its connection.
 #[derive(Debug, Clone)]
@@ -303,11 +307,7 @@ impl Scheduler {
     /// answers name, with adverts that verify (signature, puzzle),
     /// deduplicated. An advertised address comes with the advert's peer id,
     /// which the TLS handshake at that address must prove.
-    async fn discover(
-        &self,
-        transport: &Transport,
-        problems: &mut Vec<String>,
-    ) -> Vec<(String, Option<PeerId>)> {
+    async fn discover(&self, transport: &Transport, problems: &mut Vec<String>) -> Vec<Dialable> {
         let mut set = JoinSet::new();
         for addr in self.config.peers.iter().cloned() {
             let timeout = self.config.connect_timeout;
@@ -333,7 +333,7 @@ impl Scheduler {
                 (addr, tokio::time::timeout(timeout * 2, answer).await)
             });
         }
-        let mut addrs: Vec<(String, Option<PeerId>)> = self
+        let mut addrs: Vec<Dialable> = self
             .config
             .peers
             .iter()
