@@ -41,18 +41,9 @@ async fn channel(addr: &str) -> Channel {
         .channel
 }
 
-/// A worker connection authenticated as `identity` (workers run only jobs
-/// signed by the identity the connection proves).
-async fn conn_as(addr: &str, identity: &Identity) -> WorkerConn {
-    let transport = Transport::tls(identity).unwrap();
-    WorkerConn::connect(addr, Duration::from_secs(3), &transport, None)
-        .await
-        .unwrap()
-}
-
 /// A worker connection as a throwaway identity.
 async fn conn(addr: &str) -> WorkerConn {
-    conn_as(addr, &Identity::generate()).await
+    peergrid_tests::connect_as(addr, &Identity::generate()).await
 }
 
 /// A job that burns fuel for a while (an infinite loop under a budget).
@@ -96,7 +87,7 @@ async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_
     let unloaded = warm_up.elapsed();
     let flooder = Identity::generate();
     let job = slow_job();
-    let c = conn_as(&addr, &flooder).await;
+    let c = peergrid_tests::connect_as(&addr, &flooder).await;
     c.put_module(job.module_hash(), job.module().clone())
         .await
         .unwrap();
@@ -108,7 +99,7 @@ async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_
     // The flood: 1,000 signed submissions at once over four connections.
     let mut conns = vec![c];
     for _ in 0..3 {
-        conns.push(conn_as(&addr, &flooder).await);
+        conns.push(peergrid_tests::connect_as(&addr, &flooder).await);
     }
     let mut flood = tokio::task::JoinSet::new();
     for (i, envelope) in envelopes.into_iter().enumerate() {
@@ -192,7 +183,7 @@ async fn per_ip_limits_shed_a_flood_before_its_signatures_are_checked() {
     let addr = grid.nodes[0].addr.to_string();
     let worker = grid.nodes[0].peer_id();
     let submitter = Identity::generate();
-    let c = conn_as(&addr, &submitter).await;
+    let c = peergrid_tests::connect_as(&addr, &submitter).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
     let submission = Submission::new(&job, Duration::from_secs(60));
     let mut codes = Vec::new();
@@ -251,7 +242,7 @@ async fn a_denied_submitter_and_a_denied_module_get_permission_denied() {
     let addr = grid.nodes[0].addr.to_string();
     let worker = grid.nodes[0].peer_id();
     let allowed = Identity::generate();
-    let c = conn_as(&addr, &allowed).await;
+    let c = peergrid_tests::connect_as(&addr, &allowed).await;
 
     // The module is refused at upload already, naming the rule.
     let err = c
@@ -280,7 +271,7 @@ async fn a_denied_submitter_and_a_denied_module_get_permission_denied() {
     let other = example_job(&peergrid_jobs::HASHCHAIN, 1);
     let submission = Submission::new(&other, Duration::from_secs(60));
     let (envelope, _) = submission.envelope_for(&other, &banned, worker);
-    let status = conn_as(&addr, &banned)
+    let status = peergrid_tests::connect_as(&addr, &banned)
         .await
         .execute(envelope)
         .await
@@ -470,7 +461,7 @@ async fn the_metrics_endpoint_serves_real_figures_after_a_job() {
     assert!(report.verdict.accepted().is_some());
     // A refusal too: a job addressed to another worker.
     let submitter = Identity::generate();
-    let c = conn_as(&grid.nodes[0].addr.to_string(), &submitter).await;
+    let c = peergrid_tests::connect_as(&grid.nodes[0].addr.to_string(), &submitter).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
     let (envelope, _) = Submission::new(&job, Duration::from_secs(60)).envelope_for(
         &job,
@@ -535,11 +526,8 @@ async fn a_submitter_that_ignores_refusals_is_shut_out_while_others_still_run() 
     let addr = grid.nodes[0].addr.to_string();
     let worker = grid.nodes[0].peer_id();
     let flooder = Identity::generate();
-    let c = conn_as(&addr, &flooder).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
-    c.put_module(job.module_hash(), job.module().clone())
-        .await
-        .unwrap();
+    let c = peergrid_tests::uploaded(&addr, &flooder, &job).await;
     let submission = Submission::new(&job, Duration::from_secs(60));
     let mut messages = Vec::new();
     for _ in 0..12 {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peergrid_proto::{Domain, Identity, envelope, pb};
-use peergrid_tests::{connect_as, example_job, honest_grid, raw, scheduler};
+use peergrid_tests::{connect_as, example_job, honest_grid, raw, scheduler, uploaded};
 use peergrid_worker::LocalGrid;
 use prost::Message;
 use scheduler_lib::job::Submission;
@@ -105,11 +105,8 @@ async fn a_job_signed_by_one_key_but_claiming_another_is_unauthenticated() {
     let worker = grid.nodes[0].peer_id();
     let (a, b) = (Identity::generate(), Identity::generate());
     // Connected as B, so only the signature stands between B and the job.
-    let conn = connect_as(&addr, &b).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
-    conn.put_module(job.module_hash(), job.module().clone())
-        .await
-        .unwrap();
+    let conn = uploaded(&addr, &b, &job).await;
     let (mut signed, _) =
         Submission::new(&job, Duration::from_secs(60)).envelope_for(&job, &a, worker);
     signed.public_key = b.public_key().to_vec();
@@ -129,11 +126,8 @@ async fn an_expired_job_is_refused() {
     let addr = grid.nodes[0].addr.to_string();
     let worker = grid.nodes[0].peer_id();
     let submitter = Identity::generate();
-    let conn = connect_as(&addr, &submitter).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
-    conn.put_module(job.module_hash(), job.module().clone())
-        .await
-        .unwrap();
+    let conn = uploaded(&addr, &submitter, &job).await;
     let (signed, _) =
         Submission::new(&job, Duration::from_millis(1)).envelope_for(&job, &submitter, worker);
     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use peergrid_proto::tls::Transport;
 use peergrid_proto::{Identity, envelope};
-use peergrid_tests::{connect_as, example_job, honest_grid, scheduler};
+use peergrid_tests::{connect_as, example_job, honest_grid, scheduler, uploaded};
 use peergrid_worker::{LocalGrid, NodeConfig};
 use scheduler_lib::client::WorkerConn;
 use scheduler_lib::job::Submission;
@@ -152,11 +152,8 @@ async fn a_job_sent_by_someone_other_than_its_signer_is_refused() {
     let worker = grid.nodes[0].peer_id();
     let sender = Identity::generate();
     let signer = Identity::generate();
-    let conn = connect_as(&addr, &sender).await;
     let job = example_job(&peergrid_jobs::PRIMES, 1);
-    conn.put_module(job.module_hash(), job.module().clone())
-        .await
-        .unwrap();
+    let conn = uploaded(&addr, &sender, &job).await;
     let submission = Submission::new(&job, Duration::from_secs(60));
     let (signed, _) = submission.envelope_for(&job, &signer, worker);
     let status = conn.execute(signed).await.unwrap_err();

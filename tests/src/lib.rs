@@ -82,6 +82,19 @@ pub async fn connect_as(addr: &str, identity: &Identity) -> scheduler_lib::clien
         .expect("connect")
 }
 
+/// [`connect_as`], then uploads `job`'s module: ready for `execute`.
+pub async fn uploaded(
+    addr: &str,
+    identity: &Identity,
+    job: &Job,
+) -> scheduler_lib::client::WorkerConn {
+    let conn = connect_as(addr, identity).await;
+    conn.put_module(job.module_hash(), job.module().clone())
+        .await
+        .expect("upload the module");
+    conn
+}
+
 /// Limits small enough that hostile modules fail fast.
 pub fn tight_limits() -> Limits {
     Limits {
