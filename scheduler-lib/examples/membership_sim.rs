@@ -5,8 +5,9 @@
 //!
 //! ```sh
 //! cargo run --release -p scheduler-lib --example membership_sim            # 1,000 nodes: ~50 s
-//! cargo run --release -p scheduler-lib --example membership_sim -- --large # + 10,000 nodes: ~15 min, 9 GB
+//! cargo run --release -p scheduler-lib --example membership_sim -- --large # + 10,000 nodes: hours, 9+ GB (BENCHMARKS.md)
 //! SIM_PROGRESS=1 cargo run --release -p scheduler-lib --example membership_sim -- --large-only
+//! cargo run --release -p scheduler-lib --example membership_sim -- --nodes 3000  # the 10,000-node suite at any size
 //! ```
 //!
 //! The 1,000-node suite: convergence from one or two bootstrap addresses
@@ -14,10 +15,21 @@
 //! Dead) and restarted without state (rounds until its new advert is Alive
 //! everywhere); attack (a), one IP with 1,000 identities flooding a victim;
 //! attack (b), 10% of the nodes the attacker's, pushing 2,000 sybil adverts
-//! from one /16 in every call. `--large` adds convergence at 10,000 nodes:
-//! every node admits every other node's advert through the real code, 10^8
-//! admissions and as many (node, peer) table entries, which is what takes
-//! the time and the memory.
+//! from one /16 in every call. Each scenario starts from a fresh network.
+//!
+//! `--large` (or `--large-only`, `--nodes N`) adds the same scenarios at
+//! 10,000 nodes on one network, converged once ([`one_network_suite`]):
+//! convergence alone is 10^8 admissions through the real code and as many
+//! (node, peer) table entries, so it is not repeated per scenario, and two
+//! copies would not fit in memory. In order: convergence; a node killed
+//! and restarted; attack (b) against one victim, every tenth node (in
+//! joining order, each already a converged member) turning attacker for
+//! 20 rounds and then honest again; attack (a) against another victim,
+//! 1,000 new identities on one IP joining. Heartbeats keep every node busy
+//! throughout (N^2 adverts per 30 s refresh interval, 3.3 million
+//! admissions per round at 10,000 nodes), which is what takes the time:
+//! about 35 s of CPU per round at 10,000 nodes, and the dead-node scenario
+//! alone waits out the configured 180 s, so the whole suite is hours.
 //!
 //! What runs for real: every message is a `pb::GossipRequest` /
 //! `pb::GossipResponse` built and consumed by the library, every advert a
@@ -372,19 +384,31 @@ fn populate(
     Ok(())
 }
 
+/// With `SIM_PROGRESS` set: one line per round on stderr.
+fn progress(net: &Net, phase: &str, round: u64, start: Instant) {
+    if std::env::var_os("SIM_PROGRESS").is_some() {
+        let lens: Vec<usize> = net
+            .nodes
+            .iter()
+            .filter(|x| x.up)
+            .map(|x| x.m.len())
+            .collect();
+        let min = lens.iter().min().copied().unwrap_or(0);
+        let avg = lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64;
+        eprintln!(
+            "  {phase} round {round}: peers known min {min}, mean {avg:.1}; {} messages so far; {:.1} s",
+            net.traffic.messages,
+            start.elapsed().as_secs_f64()
+        );
+    }
+}
+
 /// Rounds until convergence (at most `max`), or `None`.
 fn converge(net: &mut Net, max: u64) -> Option<u64> {
+    let start = Instant::now();
     for r in 1..=max {
         net.round();
-        if std::env::var_os("SIM_PROGRESS").is_some() {
-            let lens: Vec<usize> = net.nodes.iter().map(|x| x.m.len()).collect();
-            let min = lens.iter().min().copied().unwrap_or(0);
-            let avg = lens.iter().sum::<usize>() as f64 / lens.len().max(1) as f64;
-            eprintln!(
-                "  round {r}: peers known min {min}, mean {avg:.1}; {} messages so far",
-                net.traffic.messages
-            );
-        }
+        progress(net, "convergence", r, start);
         if net.converged() {
             return Some(r);
         }
@@ -430,8 +454,8 @@ fn convergence(ids: &[Identity], n: usize, seed: u64, rows: &mut Vec<Row>) -> Si
 
 /// Kills one node of a converged network; rounds until every other node
 /// holds it Suspect, then Dead. Restarts it without state; rounds until
-/// every node holds its new advert as Alive.
-fn dead_node(net: &mut Net, rows: &mut Vec<Row>) -> Sim<()> {
+/// every node holds its new advert as Alive. Returns the node's index.
+fn dead_node(net: &mut Net, rows: &mut Vec<Row>) -> Sim<usize> {
     let n = net.nodes.len();
     let dead = net.rng.gen_range(0..n);
     let peer = net.nodes[dead].m.peer_id();
@@ -444,8 +468,10 @@ fn dead_node(net: &mut Net, rows: &mut Vec<Row>) -> Sim<()> {
     };
     let (mut suspect, mut gone) = (None, None);
     let start_traffic = net.traffic;
+    let start = Instant::now();
     for r in 1..=400u64 {
         net.round();
+        progress(net, "dead node", r, start);
         if suspect.is_none() && state_everywhere(net, PeerState::Suspect) {
             suspect = Some(r);
         }
@@ -478,6 +504,7 @@ fn dead_node(net: &mut Net, rows: &mut Vec<Row>) -> Sim<()> {
     let mut back = None;
     for r in 1..=60u64 {
         net.round();
+        progress(net, "restart", r, start);
         let everywhere = net.nodes.iter().filter(|x| x.up).all(|x| {
             x.m.peer_id() == peer
                 || x.m
@@ -496,7 +523,8 @@ fn dead_node(net: &mut Net, rows: &mut Vec<Row>) -> Sim<()> {
         detail: "seq = signing time in Unix ms, so the restarted node outranks its old adverts"
             .into(),
     });
-    net.check()
+    net.check()?;
+    Ok(dead)
 }
 
 /// The victim's table: (entries held, of which attacker-controlled, of
@@ -540,9 +568,13 @@ fn victim_share(
 }
 
 /// Attack (a): one machine, one IP, 1,000 identities joins a converged
-/// network and floods the victim.
-fn attack_one_ip(net: &mut Net, sybils: Vec<Identity>, rows: &mut Vec<Row>) -> Sim<()> {
-    let victim = 0;
+/// network and floods `victim`.
+fn attack_one_ip(
+    net: &mut Net,
+    victim: usize,
+    sybils: Vec<Identity>,
+    rows: &mut Vec<Row>,
+) -> Sim<()> {
     net.victim = Some(victim);
     let n_honest = net.nodes.len();
     for (k, id) in sybils.into_iter().enumerate() {
@@ -552,8 +584,10 @@ fn attack_one_ip(net: &mut Net, sybils: Vec<Identity>, rows: &mut Vec<Row>) -> S
     let n_sybils = net.nodes.len() - n_honest;
     let mut targets_bad = 0;
     let mut targets_all = 0;
-    for _ in 0..ATTACK_ROUNDS {
+    let start = Instant::now();
+    for r in 1..=ATTACK_ROUNDS as u64 {
         net.round();
+        progress(net, "attack (a)", r, start);
         let mut probe_rng = StdRng::seed_from_u64(net.now);
         for t in net.nodes[victim].m.gossip_targets(&mut probe_rng, net.now) {
             targets_all += 1;
@@ -561,31 +595,48 @@ fn attack_one_ip(net: &mut Net, sybils: Vec<Identity>, rows: &mut Vec<Row>) -> S
         }
     }
     let (held, bad, in_groups, vbad, vall) = victim_share(net, victim, &["v4 203.0.0.0/16".into()]);
+    let groups = NetGroups::default();
+    let leftover = net.nodes[victim]
+        .m
+        .members(net.now)
+        .iter()
+        .filter(|m| groups.group_of(&m.addrs[0]) == "v4 198.51.0.0/16")
+        .count();
+    let leftover = if leftover > 0 {
+        format!("; the table also holds {leftover} sybils left from attack (b)")
+    } else {
+        String::new()
+    };
     let attacker_stats = net.nodes[victim].m.stats();
     rows.push(Row {
         scenario: format!("attack (a): one IP, {n_sybils} identities, {ATTACK_ROUNDS} rounds"),
         nodes: n_honest + n_sybils,
         result: format!("{:.1}% of the victim's table", 100.0 * bad as f64 / held as f64),
         detail: format!(
-            "{bad} of {held} entries ({in_groups} in the attacker's /16; refused {} for the group cap); verified: {vbad} of {vall}; gossip targets: {targets_bad} of {targets_all}",
+            "{bad} of {held} entries ({in_groups} in the attacker's /16; refused {} for the group cap); verified: {vbad} of {vall}; gossip targets: {targets_bad} of {targets_all}{leftover}",
             attacker_stats.refused_group_full
         ),
     });
     net.check()
 }
 
+/// The address of the `k`-th sybil of attack (b), all in 198.51.0.0/16.
+fn flood_addr(k: usize) -> String {
+    format!("198.51.{}.{}:7400", k / 250, k % 250 + 1)
+}
+
 /// Attack (b): 10% of the nodes are the attacker's (addresses spread like
 /// everyone's); they push thousands of sybil adverts from one /16 in every
-/// call and call the victim every round.
+/// call and call the victim every round. A fresh network: the attack runs
+/// from the first round, while the network converges.
 fn attack_tenth(
     ids: &[Identity],
-    sybils: Vec<Identity>,
+    sybils: &[Identity],
     n: usize,
     seed: u64,
     rows: &mut Vec<Row>,
 ) -> Sim<()> {
     let mut net = Net::new(sim_config(), seed);
-    let tenth = n / 10;
     populate(&mut net, ids[..n].to_vec(), |k| {
         if k % 10 == 9 {
             Role::Attacker
@@ -593,30 +644,64 @@ fn attack_tenth(
             Role::Honest
         }
     })?;
-    let victim = 0;
-    net.victim = Some(victim);
-    let mut flood = Vec::new();
-    for (k, id) in sybils.iter().enumerate() {
-        let addr = format!("198.51.{}.{}:7400", k / 250, k % 250 + 1);
-        flood.push(advert_for(id, &addr, None, net.now));
+    flood_attack(&mut net, 0, sybils, "", rows)
+}
+
+/// Attack (b) on a converged network: every tenth node (in joining order)
+/// turns attacker for [`ATTACK_ROUNDS`] rounds, then honest again; the
+/// sybils stop being re-signed.
+fn attack_tenth_converged(
+    net: &mut Net,
+    victim: usize,
+    sybils: &[Identity],
+    rows: &mut Vec<Row>,
+) -> Sim<()> {
+    for (k, node) in net.nodes.iter_mut().enumerate() {
+        if k % 10 == 9 && k != victim {
+            node.role = Role::Attacker;
+        }
     }
-    net.flood = flood;
-    for _ in 0..ATTACK_ROUNDS {
+    flood_attack(net, victim, sybils, ", on the converged network", rows)?;
+    for node in &mut net.nodes {
+        node.role = Role::Honest;
+    }
+    net.flood.clear();
+    net.victim = None;
+    Ok(())
+}
+
+/// Runs attack (b) with the attacker nodes of `net` against `victim`.
+fn flood_attack(
+    net: &mut Net,
+    victim: usize,
+    sybils: &[Identity],
+    note: &str,
+    rows: &mut Vec<Row>,
+) -> Sim<()> {
+    let n = net.nodes.len();
+    let attackers = net
+        .nodes
+        .iter()
+        .filter(|x| x.role == Role::Attacker)
+        .count();
+    net.victim = Some(victim);
+    let now = net.now;
+    net.flood = sybils
+        .iter()
+        .enumerate()
+        .map(|(k, id)| advert_for(id, &flood_addr(k), None, now))
+        .collect();
+    let start = Instant::now();
+    for r in 1..=ATTACK_ROUNDS as u64 {
         net.round();
+        progress(net, "attack (b)", r, start);
         // Keep the flood fresh: the attacker re-signs it every refresh.
         if (net.now - T0).is_multiple_of(net.config.refresh_interval_ms) {
             let now = net.now;
             net.flood = sybils
                 .iter()
                 .enumerate()
-                .map(|(k, id)| {
-                    advert_for(
-                        id,
-                        &format!("198.51.{}.{}:7400", k / 250, k % 250 + 1),
-                        Some(now - 1),
-                        now,
-                    )
-                })
+                .map(|(k, id)| advert_for(id, &flood_addr(k), Some(now - 1), now))
                 .collect();
         }
     }
@@ -628,10 +713,10 @@ fn attack_tenth(
         .map(|x| groups.group_of(&x.addr))
         .collect();
     attacker_groups.push("v4 198.51.0.0/16".into());
-    let (held, bad, in_groups, vbad, vall) = victim_share(&net, victim, &attacker_groups);
+    let (held, bad, in_groups, vbad, vall) = victim_share(net, victim, &attacker_groups);
     rows.push(Row {
         scenario: format!(
-            "attack (b): {tenth} attacker nodes (10%) flood {} sybil adverts from one /16, {ATTACK_ROUNDS} rounds",
+            "attack (b): {attackers} attacker nodes (10%) flood {} sybil adverts from one /16, {ATTACK_ROUNDS} rounds{note}",
             sybils.len()
         ),
         nodes: n,
@@ -663,13 +748,62 @@ fn main() -> ExitCode {
     }
 }
 
+/// The whole suite on one network of `n` nodes, converged once (at 10,000
+/// nodes convergence alone is a quarter of an hour and 9 GB, so it is not
+/// repeated for each scenario): convergence; a node killed and restarted;
+/// attack (b) with every tenth node turning attacker against one victim;
+/// then attack (a), 1,000 identities on one IP, against another victim.
+fn one_network_suite(
+    honest: &[Identity],
+    extra: &[Identity],
+    n: usize,
+    seed: u64,
+    rows: &mut Vec<Row>,
+) -> Sim<()> {
+    let t = Instant::now();
+    eprintln!("{n} nodes, one network: convergence");
+    let Some(mut net) = convergence(honest, n, seed, rows)? else {
+        return Ok(());
+    };
+    eprintln!("  {:.1} s; dead node, restart", t.elapsed().as_secs_f64());
+    let dead = dead_node(&mut net, rows)?;
+    let mut victims = (0..n).filter(|&i| i % 10 != 9 && i != dead);
+    let (Some(victim_b), Some(victim_a)) = (victims.next(), victims.next()) else {
+        return Ok(());
+    };
+    eprintln!("  {:.1} s; attack (b)", t.elapsed().as_secs_f64());
+    attack_tenth_converged(&mut net, victim_b, &extra[1_000..3_000], rows)?;
+    eprintln!("  {:.1} s; attack (a)", t.elapsed().as_secs_f64());
+    attack_one_ip(&mut net, victim_a, extra[..1_000].to_vec(), rows)?;
+    eprintln!("  {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), if known.
+fn peak_memory() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.trim_start_matches("VmHWM:").trim().to_string())
+}
+
 fn run() -> Sim<()> {
-    let arg = |name: &str| std::env::args().any(|a| a == name);
-    let (large, large_only) = (arg("--large") || arg("--large-only"), arg("--large-only"));
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().any(|a| a == name);
+    let nodes: Option<usize> = args
+        .iter()
+        .position(|a| a == "--nodes")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    let large_only = arg("--large-only") || nodes.is_some();
+    let one_network = if arg("--large") || arg("--large-only") {
+        Some(10_000)
+    } else {
+        nodes
+    };
     let seed = 2026;
     let total = Instant::now();
     let mut rng = StdRng::seed_from_u64(seed);
-    let big = if large { 10_000 } else { 1_000 };
+    let big = one_network.unwrap_or(1_000).max(1_000);
     let t = Instant::now();
     let (ids, attempts) = identities(big + 3_000, SIM_BITS, &mut rng);
     let rate = attempts as f64 / t.elapsed().as_secs_f64();
@@ -689,23 +823,16 @@ fn run() -> Sim<()> {
         let t = Instant::now();
         eprintln!("attack (a)");
         if let Some(mut fresh) = convergence(honest, 1_000, seed, &mut Vec::new())? {
-            attack_one_ip(&mut fresh, extra[..1_000].to_vec(), &mut rows)?;
+            attack_one_ip(&mut fresh, 0, extra[..1_000].to_vec(), &mut rows)?;
         }
         eprintln!("  {:.1} s", t.elapsed().as_secs_f64());
         eprintln!("attack (b)");
         let t = Instant::now();
-        attack_tenth(
-            honest,
-            extra[1_000..3_000].to_vec(),
-            1_000,
-            seed + 1,
-            &mut rows,
-        )?;
+        attack_tenth(honest, &extra[1_000..3_000], 1_000, seed + 1, &mut rows)?;
         eprintln!("  {:.1} s", t.elapsed().as_secs_f64());
     }
-    if large {
-        eprintln!("convergence, 10,000 nodes");
-        convergence(honest, 10_000, seed, &mut rows)?;
+    if let Some(n) = one_network {
+        one_network_suite(honest, extra, n.max(3), seed, &mut rows)?;
     }
     println!("| scenario | nodes | result | detail |");
     println!("|---|---|---|---|");
@@ -721,6 +848,10 @@ fn run() -> Sim<()> {
         "Sybil cost at the default 16 bits: {per_id:.2} s of one core per identity ({:.0} core-minutes for 1,000), from {rate:.0} attempts/s measured here.",
         per_id * 1000.0 / 60.0
     );
-    println!("Whole run: {:.1} s.", total.elapsed().as_secs_f64());
+    println!(
+        "Whole run: {:.1} s, peak memory {}.",
+        total.elapsed().as_secs_f64(),
+        peak_memory().unwrap_or_else(|| "unknown".into())
+    );
     Ok(())
 }

@@ -47,14 +47,6 @@ impl Listing {
         Self(list)
     }
 
-    fn seq_of(&self, peer: &PeerId) -> Option<u64> {
-        let i = self
-            .0
-            .binary_search_by(|(id, _)| id.cmp(peer.as_bytes()))
-            .ok()?;
-        Some(self.0[i].1)
-    }
-
     /// The entries whose peer id falls in `range`.
     fn in_range(&self, range: usize) -> &[([u8; 32], u64)] {
         let first = |r: usize| {
@@ -266,23 +258,43 @@ impl<V: VerifyAdvert> Membership<V> {
     /// The second call: the adverts the responder lacks in the ranges it
     /// listed (push), and the ones it listed newer (wants); `None` if the
     /// listings agree. Peers the table refused lately are not wanted again.
+    ///
+    /// Both sides of a range are in peer-id order (the table's keys are the
+    /// ids' first 64 bits, unique in the table), so each side is matched
+    /// against the other by one merge walk.
     fn follow_up(&self, theirs: &pb::GossipDigest) -> Option<pb::GossipRequest> {
         let listing = Listing::parse(&theirs.entries, self.config.max_digest_entries);
         let cap = self.config.max_adverts_per_message;
         let mut wants = Vec::new();
         let mut pushes = Vec::new();
         for r in parse_ranges(&theirs.ranges) {
-            for e in self.table.range(r) {
-                if pushes.len() < cap && listing.seq_of(&e.advert.peer).is_none_or(|s| s < e.seq())
-                {
+            let listed = listing.in_range(r);
+            let held = self.table.range_entries(r);
+            // Push what they list older or not at all.
+            let mut j = 0;
+            for e in held.iter().filter(|e| e.relayed()) {
+                let id = e.advert.peer.as_bytes();
+                while listed.get(j).is_some_and(|(l, _)| l < id) {
+                    j += 1;
+                }
+                let theirs = listed.get(j).filter(|(l, _)| l == id).map(|(_, s)| *s);
+                if pushes.len() < cap && theirs.is_none_or(|s| s < e.seq()) {
                     pushes.push(e.advert.envelope.clone());
                 }
             }
-            for (id, seq) in listing.in_range(r) {
+            // Want what they list newer than what is held (relayed or not).
+            let mut i = 0;
+            for (id, seq) in listed {
+                while held.get(i).is_some_and(|e| e.advert.peer.as_bytes() < id) {
+                    i += 1;
+                }
                 let peer = PeerId::from_bytes(*id);
-                let held = self.table.get(&peer).map_or(0, |e| e.seq());
-                if held < *seq && wants.len() < cap && !self.recently_refused(&peer, *seq) {
-                    wants.push(digest_entry(&peer, held));
+                let mine = held
+                    .get(i)
+                    .filter(|e| e.advert.peer.as_bytes() == id)
+                    .map_or(0, |e| e.seq());
+                if mine < *seq && wants.len() < cap && !self.recently_refused(&peer, *seq) {
+                    wants.push(digest_entry(&peer, mine));
                 }
             }
         }

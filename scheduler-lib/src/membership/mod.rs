@@ -16,7 +16,7 @@
 //!   other the adverts the other lacks. Messages are capped; a converged
 //!   pair exchanges one 8 KiB call. An advert reaches all N nodes in
 //!   O(log N) rounds (the `membership_sim` example: every node knows every
-//!   other after 4 rounds at 1,000 nodes, 15 at 10,000).
+//!   other after 4 rounds at 1,000 nodes, 14 at 10,000).
 //! - **Failure detection** ([`detector`]): gossip-style heartbeats (van
 //!   Renesse et al. 1998): nodes re-sign their advert every
 //!   `refresh_interval_ms`; a peer whose newest advert is older than

@@ -301,11 +301,13 @@ impl<V: VerifyAdvert> Membership<V> {
         events: &mut Vec<Event>,
     ) -> Result<Arc<VerifiedAdvert>, AdvertError> {
         self.stats.adverts_received += 1;
-        if let Some(held) = self.held_copy(envelope) {
+        let peer = (envelope.public_key.len() == 32)
+            .then(|| PeerId::from_bytes(sha256(&envelope.public_key)));
+        if let Some(held) = peer.and_then(|p| self.held_copy(&p, envelope)) {
             self.stats.duplicates += 1;
             return Ok(held);
         }
-        if let Some(refused) = self.refused_copy(envelope) {
+        if let Some(refused) = peer.and_then(|p| self.refused_copy(&p, envelope)) {
             self.stats.refused_again += 1;
             return Ok(refused);
         }
@@ -333,23 +335,25 @@ impl<V: VerifyAdvert> Membership<V> {
         }
     }
 
-    /// The advert held for this envelope's key, if it is byte-identical.
-    fn held_copy(&self, envelope: &pb::SignedEnvelope) -> Option<Arc<VerifiedAdvert>> {
-        if envelope.public_key.len() != 32 {
-            return None;
-        }
-        let peer = PeerId::from_bytes(sha256(&envelope.public_key));
-        let held = self.table.get(&peer)?;
+    /// The advert held for `peer` (the envelope's key's id), if it is
+    /// byte-identical to the envelope.
+    fn held_copy(
+        &self,
+        peer: &PeerId,
+        envelope: &pb::SignedEnvelope,
+    ) -> Option<Arc<VerifiedAdvert>> {
+        let held = self.table.get(peer)?;
         (held.advert.envelope == *envelope).then(|| Arc::clone(&held.advert))
     }
 
-    /// The advert of this envelope if the table refused exactly it lately.
-    fn refused_copy(&self, envelope: &pb::SignedEnvelope) -> Option<Arc<VerifiedAdvert>> {
-        if envelope.public_key.len() != 32 || self.refused.is_empty() {
-            return None;
-        }
-        let peer = PeerId::from_bytes(sha256(&envelope.public_key));
-        let refused = self.refused.get(&peer)?;
+    /// The advert of this envelope (whose key's id is `peer`) if the table
+    /// refused exactly it lately.
+    fn refused_copy(
+        &self,
+        peer: &PeerId,
+        envelope: &pb::SignedEnvelope,
+    ) -> Option<Arc<VerifiedAdvert>> {
+        let refused = self.refused.get(peer)?;
         (refused.envelope == *envelope).then(|| Arc::clone(refused))
     }
 

@@ -1,10 +1,13 @@
 //! The peer table: bounded, bucketed by network group, and kept in peer-id
 //! order so gossip can reconcile it range by range.
 //!
-//! - Storage: a `BTreeMap` keyed by the first 64 bits of the peer id (peer
-//!   ids are SHA-256 outputs; the full id is compared on every hit, and a
-//!   second id sharing the prefix — about 2^64 hashing to find — is
-//!   refused), so the 1024 gossip ranges (first ten bits) are contiguous.
+//! - Storage: keyed by the first 64 bits of the peer id (peer ids are
+//!   SHA-256 outputs; the full id is compared on every hit, and a second id
+//!   sharing the prefix — about 2^64 hashing to find — is refused), one
+//!   sorted `Vec` per gossip range (the first ten bits): gossip asks for
+//!   whole ranges, which are then found by index rather than by a tree
+//!   search, and a peer is a binary search among the few entries of its
+//!   range (about N/1024).
 //! - Buckets ([`super::group`]): `buckets × bucket_size` slots; each
 //!   network group reaches at most `buckets_per_group` secret buckets and
 //!   holds at most `max_per_group` entries.
@@ -16,7 +19,6 @@
 //!   seq) over the entries this node relays, kept up to date on every
 //!   change, so two nodes compare 1024 numbers to find where they differ.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use peergrid_proto::PeerId;
@@ -44,9 +46,9 @@ pub fn range_of(peer: &PeerId) -> usize {
     (key_of(peer) >> 54) as usize
 }
 
-fn range_keys(range: usize) -> std::ops::RangeInclusive<u64> {
-    let start = (range as u64) << 54;
-    start..=start | ((1u64 << 54) - 1)
+/// The gossip range of a table key.
+fn range_of_key(key: u64) -> usize {
+    (key >> 54) as usize
 }
 
 /// The hash of one (peer, seq) summed into its range.
@@ -60,6 +62,8 @@ pub(crate) fn entry_hash(peer: &PeerId, seq: u64) -> u64 {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub advert: Arc<VerifiedAdvert>,
+    /// `key_of(&advert.peer)`, kept here so searches do not follow `advert`.
+    key: u64,
     /// When a probe (or an anchor) verified its address; 0 if not yet.
     pub verified_since_ms: u64,
     bucket: u16,
@@ -135,9 +139,94 @@ pub(crate) enum Swept {
     Forgotten,
 }
 
+/// The entries by key: one `Vec` per gossip range, sorted by key.
+struct Ranges {
+    ranges: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Ranges {
+    fn new() -> Self {
+        Self {
+            ranges: (0..RANGES).map(|_| Vec::new()).collect(),
+            len: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Where `key` is, or would be inserted, in its range.
+    fn find(&self, key: u64) -> (usize, Result<usize, usize>) {
+        let r = range_of_key(key);
+        (r, self.ranges[r].binary_search_by_key(&key, |e| e.key))
+    }
+
+    fn get(&self, key: &u64) -> Option<&Entry> {
+        match self.find(*key) {
+            (r, Ok(i)) => self.ranges[r].get(i),
+            _ => None,
+        }
+    }
+
+    fn get_mut(&mut self, key: &u64) -> Option<&mut Entry> {
+        match self.find(*key) {
+            (r, Ok(i)) => self.ranges[r].get_mut(i),
+            _ => None,
+        }
+    }
+
+    /// Inserts `entry` under its key, replacing (and returning) any entry
+    /// held there.
+    fn insert(&mut self, entry: Entry) -> Option<Entry> {
+        match self.find(entry.key) {
+            (r, Ok(i)) => Some(std::mem::replace(&mut self.ranges[r][i], entry)),
+            (r, Err(i)) => {
+                self.ranges[r].insert(i, entry);
+                self.len += 1;
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &u64) -> Option<Entry> {
+        match self.find(*key) {
+            (r, Ok(i)) => {
+                self.len -= 1;
+                Some(self.ranges[r].remove(i))
+            }
+            _ => None,
+        }
+    }
+
+    /// All entries in key order.
+    fn values(&self) -> impl Iterator<Item = &Entry> {
+        self.ranges.iter().flatten()
+    }
+
+    /// The entries of one gossip range, in key order.
+    fn range(&self, range: usize) -> &[Entry] {
+        self.ranges.get(range).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every entry once, in key order from the first key at or after
+    /// `cursor`, wrapping around to the smallest key.
+    fn from(&self, cursor: u64) -> impl Iterator<Item = &Entry> {
+        let r = range_of_key(cursor);
+        let split = self.ranges[r].partition_point(|e| e.key < cursor);
+        let (before, after) = self.ranges[r].split_at(split);
+        after
+            .iter()
+            .chain(self.ranges[r + 1..].iter().flatten())
+            .chain(self.ranges[..r].iter().flatten())
+            .chain(before)
+    }
+}
+
 /// The bounded, bucketed peer table.
 pub(crate) struct Table {
-    map: BTreeMap<u64, Entry>,
+    map: Ranges,
     /// Per bucket: (key, group tag) of its entries.
     buckets: Vec<Vec<(u64, u32)>>,
     sums: Vec<u64>,
@@ -156,7 +245,7 @@ impl Table {
             config.buckets_per_group,
         );
         Self {
-            map: BTreeMap::new(),
+            map: Ranges::new(),
             buckets: vec![Vec::new(); bucketing.buckets()],
             sums: vec![0; RANGES],
             bucketing,
@@ -192,10 +281,13 @@ impl Table {
 
     /// The relayed entries of one gossip range, in peer-id order.
     pub fn range(&self, range: usize) -> impl Iterator<Item = &Entry> {
-        self.map
-            .range(range_keys(range))
-            .map(|(_, e)| e)
-            .filter(|e| e.relayed)
+        self.map.range(range).iter().filter(|e| e.relayed)
+    }
+
+    /// All entries of one gossip range (relayed or not, this node's own
+    /// included), in peer-id order.
+    pub fn range_entries(&self, range: usize) -> &[Entry] {
+        self.map.range(range)
     }
 
     fn add_sum(&mut self, advert: &VerifiedAdvert, sign: bool) {
@@ -218,17 +310,15 @@ impl Table {
             self.add_sum(&old.advert, false);
         }
         self.add_sum(&advert, true);
-        self.map.insert(
+        self.map.insert(Entry {
             key,
-            Entry {
-                advert,
-                verified_since_ms: now_ms,
-                bucket: NO_BUCKET,
-                failures: 0,
-                relayed: true,
-                reported: PeerState::Alive,
-            },
-        );
+            advert,
+            verified_since_ms: now_ms,
+            bucket: NO_BUCKET,
+            failures: 0,
+            relayed: true,
+            reported: PeerState::Alive,
+        });
     }
 
     /// Offers a verified, fresh advert. `verified` admits it with its
@@ -307,17 +397,15 @@ impl Table {
         }
         self.buckets[usize::from(placement.bucket)].push((key, placement.group));
         let verified_since_ms = if verified { now_ms } else { since };
-        self.map.insert(
+        self.map.insert(Entry {
             key,
-            Entry {
-                advert,
-                verified_since_ms,
-                bucket: placement.bucket,
-                failures: 0,
-                relayed,
-                reported: PeerState::Alive,
-            },
-        );
+            advert,
+            verified_since_ms,
+            bucket: placement.bucket,
+            failures: 0,
+            relayed,
+            reported: PeerState::Alive,
+        });
         Offer::Inserted
     }
 
@@ -409,13 +497,7 @@ impl Table {
         now_ms: u64,
         mut changed: impl FnMut(&Entry, Swept),
     ) -> u64 {
-        let keys: Vec<u64> = self
-            .map
-            .range(cursor..)
-            .chain(self.map.range(..cursor))
-            .map(|(k, _)| *k)
-            .take(count)
-            .collect();
+        let keys: Vec<u64> = self.map.from(cursor).map(|e| e.key).take(count).collect();
         for &key in &keys {
             let Some(entry) = self.map.get(&key) else {
                 continue;
@@ -461,16 +543,11 @@ impl Table {
     ) -> (Vec<Arc<VerifiedAdvert>>, u64) {
         let mut next = cursor;
         let mut found = Vec::new();
-        for (k, e) in self
-            .map
-            .range(cursor..)
-            .chain(self.map.range(..cursor))
-            .take(limit)
-        {
+        for e in self.map.from(cursor).take(limit) {
             if found.len() >= want {
                 break;
             }
-            next = k.wrapping_add(1);
+            next = e.key.wrapping_add(1);
             if pick(e) {
                 found.push(Arc::clone(&e.advert));
             }
@@ -634,6 +711,39 @@ mod tests {
         );
         assert!(t.get(&old[1].peer_id()).is_none());
         assert!(t.get(&old[0].peer_id()).is_some());
+    }
+
+    #[test]
+    fn entries_are_in_peer_id_order_and_cursors_wrap_once() {
+        let c = MembershipConfig::default();
+        let mut t = Table::new(&c, [3; 32]);
+        let now = 10_000_000;
+        for (i, id) in ids(200, 8).iter().enumerate() {
+            let addr = format!("{}.{}.9.9:1", 20 + i / 200, i % 200);
+            assert_eq!(
+                t.offer(advert_at(id, &addr, now), false, &c, now),
+                Offer::Inserted
+            );
+        }
+        let all: Vec<PeerId> = t.entries().map(|e| e.advert.peer).collect();
+        assert_eq!(all.len(), 200);
+        assert!(all.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()));
+        for r in 0..RANGES {
+            let here: Vec<PeerId> = t.range(r).map(|e| e.advert.peer).collect();
+            assert!(here.iter().all(|p| range_of(p) == r));
+            assert_eq!(here.len(), all.iter().filter(|p| range_of(p) == r).count());
+        }
+        // From a cursor in the middle: every entry once, wrapping around.
+        let cursor = key_of(&all[120]);
+        let (seen, next) = t.scan_from(cursor, 1000, 1000, |_| true);
+        let seen: Vec<PeerId> = seen.iter().map(|a| a.peer).collect();
+        assert_eq!(seen[..80], all[120..]);
+        assert_eq!(seen[80..], all[..120]);
+        assert_eq!(next, key_of(&all[119]) + 1);
+        let (three, next) = t.scan_from(cursor + 1, 1000, 3, |_| true);
+        assert_eq!(three.len(), 3);
+        assert_eq!(three[0].peer, all[121]);
+        assert_eq!(next, key_of(&all[123]) + 1);
     }
 
     #[test]
