@@ -49,6 +49,12 @@ pub enum Command {
     /// List the peers this node has used as workers, most trusted first:
     /// trust, credibility, agreements, faults, bans.
     Peers(PeersArgs),
+    /// List the jobs submitted from this data directory, newest first: id,
+    /// submitted, module, replicas, state, verdict (or why there is none).
+    Jobs(JobsArgs),
+    /// Explain one submitted job: where each replica ran, what each worker
+    /// signed, fuel and time, failures and stderr, the verdict and why.
+    Job(JobArgs),
     /// Start a local grid with one cheating node, run the example jobs, and
     /// show the cheater being caught. No set-up needed.
     #[cfg(feature = "demo")]
@@ -238,12 +244,42 @@ pub struct PeersArgs {
     pub output_format: OutputFormat,
 }
 
-/// How `peergrid verify` and `peergrid peers` print their reports.
+/// `peergrid jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Data directory holding the ledger `peergrid submit` keeps.
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+}
+
+/// `peergrid job`.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id, or a unique prefix of it (as `peergrid jobs` prints it).
+    #[arg(value_name = "JOB_ID")]
+    pub id: String,
+    /// Data directory holding the ledger `peergrid submit` keeps.
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the job's stored result certificate to this file, for
+    /// `peergrid verify`.
+    #[arg(long, value_name = "FILE")]
+    pub certificate: Option<PathBuf>,
+    /// What to print on stdout.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+}
+
+/// How `verify`, `peers`, `jobs` and `job` print their reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// Aligned lines for people.
     Text,
-    /// JSON: one object (`verify`) or an array of them (`peers`).
+    /// JSON: one object (`verify`, `job`) or an array of them (`peers`,
+    /// `jobs`).
     Json,
 }
 

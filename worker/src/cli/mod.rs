@@ -3,7 +3,8 @@
 //! Exit codes: 0 success; 1 error (bad file, no usable workers, …);
 //! 2 usage error; 3 no quorum (nothing accepted); 4 a quorum agreed that the
 //! job itself failed (out of fuel, trap, non-zero exit, …); 5 `verify`: the
-//! certificate is invalid (or the output does not match it).
+//! certificate is invalid (or the output does not match it). `jobs` and
+//! `job` exit 0 whatever the job's state, 1 for an unknown or ambiguous id.
 
 pub mod args;
 #[cfg(feature = "demo")]
@@ -11,6 +12,8 @@ pub mod bench;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod identity;
+pub mod job;
+pub mod jobs;
 pub mod keygen;
 pub mod logging;
 pub mod members;
@@ -53,6 +56,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             )),
             None => peers::run(a),
         },
+        Command::Jobs(a) => jobs::run(a),
+        Command::Job(a) => job::run(a),
         #[cfg(feature = "demo")]
         Command::Demo(a) => runtime()?.block_on(demo::run(a)),
         #[cfg(feature = "demo")]

@@ -33,7 +33,7 @@ pub async fn run(args: SubmitArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     .with_ledger(ledger.clone())?;
     let report = match (&args.resume, &args.module) {
         (Some(prefix), _) => {
-            let job_id = find_job(&ledger, prefix)?;
+            let job_id = super::job::find_job(&ledger, prefix)?;
             if let Some(done) = finished(&ledger, &job_id)? {
                 return Ok(done);
             }
@@ -81,29 +81,6 @@ pub async fn run(args: SubmitArgs, insecure: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::from(EXIT_NO_QUORUM))
         }
-    }
-}
-
-/// The ledger's job whose id starts with `prefix` (hex), if exactly one does.
-fn find_job(ledger: &Ledger, prefix: &str) -> anyhow::Result<[u8; 32]> {
-    let prefix = prefix.trim().to_ascii_lowercase();
-    anyhow::ensure!(
-        !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit()),
-        "--resume takes a job id in hex (or a prefix of one)"
-    );
-    let matches: Vec<[u8; 32]> = ledger
-        .jobs()?
-        .into_iter()
-        .map(|j| j.job_id)
-        .filter(|id| hex::encode(id).starts_with(&prefix))
-        .collect();
-    match matches.as_slice() {
-        [id] => Ok(*id),
-        [] => anyhow::bail!("no job in the ledger starts with {prefix}"),
-        _ => anyhow::bail!(
-            "{} jobs start with {prefix}; give more digits",
-            matches.len()
-        ),
     }
 }
 
