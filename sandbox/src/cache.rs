@@ -2,7 +2,9 @@
 //! not be compiled), LRU-bounded, compiling each module at most once even
 //! when many threads ask for it at the same time. Host failures
 //! ([`ExecError::Host`]) are the node's, not the module's, and are dropped
-//! so the next caller tries again.
+//! so the next caller tries again. On a miss the sandbox may first load the
+//! module from its on-disk artifact directory ([`crate::artifacts`]); the
+//! counters here tell loads from compiles.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,12 +24,22 @@ pub struct CacheStats {
     /// `compile` calls answered from the cache (including calls that waited
     /// for another thread's compile of the same module).
     pub hits: u64,
-    /// `compile` calls that found nothing cached and had to compile.
+    /// `compile` calls that found nothing cached in memory (and then
+    /// loaded the module from disk or compiled it).
     pub misses: u64,
     /// Modules actually compiled (successfully or not).
     pub compiles: u64,
-    /// Modules (and failures) currently cached.
+    /// Modules currently cached in memory (and failures).
     pub entries: usize,
+    /// Misses answered by loading a compiled artifact from
+    /// [`Config::artifact_dir`](crate::Config::artifact_dir), without
+    /// compiling.
+    pub disk_hits: u64,
+    /// Compiled artifacts written to the artifact directory.
+    pub disk_writes: u64,
+    /// Artifact files found bad (corrupt, truncated, or refused by
+    /// wasmtime) and deleted; the module was compiled again.
+    pub disk_discarded: u64,
 }
 
 struct Entry {
@@ -47,6 +59,9 @@ pub(crate) struct ModuleCache {
     hits: AtomicU64,
     misses: AtomicU64,
     compiles: AtomicU64,
+    disk_hits: AtomicU64,
+    disk_writes: AtomicU64,
+    disk_discarded: AtomicU64,
 }
 
 impl ModuleCache {
@@ -61,6 +76,9 @@ impl ModuleCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             compiles: AtomicU64::new(0),
+            disk_hits: AtomicU64::new(0),
+            disk_writes: AtomicU64::new(0),
+            disk_discarded: AtomicU64::new(0),
         }
     }
 
@@ -72,9 +90,23 @@ impl ModuleCache {
     /// The outcome for `hash`, running `compile` (outside the cache lock)
     /// if nobody has yet. Concurrent callers for the same hash wait for the
     /// first one's result.
+    #[cfg(test)]
     pub(crate) fn get_or_compile(
         &self,
         hash: &ModuleHash,
+        compile: impl FnOnce() -> Outcome,
+    ) -> Outcome {
+        self.get_or_load(hash, || None, compile)
+    }
+
+    /// The outcome for `hash`; on a miss, the first caller tries `load`
+    /// (the disk cache; counted as a disk hit) and runs `compile` only if
+    /// that returns `None`, both outside the cache lock. Concurrent callers
+    /// for the same hash wait for the first one's result.
+    pub(crate) fn get_or_load(
+        &self,
+        hash: &ModuleHash,
+        load: impl FnOnce() -> Option<Arc<CompiledModule>>,
         compile: impl FnOnce() -> Outcome,
     ) -> Outcome {
         let slot = {
@@ -101,6 +133,10 @@ impl ModuleCache {
         };
         let outcome = slot
             .get_or_init(|| {
+                if let Some(module) = load() {
+                    self.disk_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(module);
+                }
                 self.compiles.fetch_add(1, Ordering::Relaxed);
                 compile()
             })
@@ -131,6 +167,16 @@ impl ModuleCache {
         Some(module)
     }
 
+    /// Counts an artifact written to disk.
+    pub(crate) fn count_disk_write(&self) {
+        self.disk_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a bad artifact file deleted.
+    pub(crate) fn count_disk_discard(&self) {
+        self.disk_discarded.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Current counters.
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
@@ -138,6 +184,9 @@ impl ModuleCache {
             misses: self.misses.load(Ordering::Relaxed),
             compiles: self.compiles.load(Ordering::Relaxed),
             entries: self.lock().entries.len(),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            disk_writes: self.disk_writes.load(Ordering::Relaxed),
+            disk_discarded: self.disk_discarded.load(Ordering::Relaxed),
         }
     }
 }

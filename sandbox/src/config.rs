@@ -64,6 +64,18 @@ pub struct Config {
     /// before it is killed and the module rejected with
     /// [`ExecError::CompileBudget`](crate::ExecError::CompileBudget).
     pub compile_budget: CompileBudget,
+    /// Directory of the on-disk compiled-code cache: artifacts of
+    /// successfully compiled modules, kept across restarts, so a restarted
+    /// node loads a module in milliseconds instead of compiling it again
+    /// (see [`Sandbox::compile`](crate::Sandbox::compile)). Created if
+    /// missing. It must be this node's own (inside its data directory):
+    /// loading runs the native code in these files. `None`: memory only.
+    /// Default: `None` (a node sets `<data dir>/compiled`).
+    pub artifact_dir: Option<PathBuf>,
+    /// Size bound of [`Config::artifact_dir`], in bytes: after each write,
+    /// the least recently used files are deleted until the rest fit.
+    /// Default: 1 GiB.
+    pub artifact_dir_max_bytes: u64,
 }
 
 /// A program that compiles one module per run: `program args...`, given
@@ -152,6 +164,8 @@ impl Default for Config {
             max_function_locals: 50_000,
             compiler: None,
             compile_budget: CompileBudget::default(),
+            artifact_dir: None,
+            artifact_dir_max_bytes: 1 << 30,
         }
     }
 }

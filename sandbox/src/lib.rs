@@ -18,6 +18,9 @@
 //!   plus pre-resolved imports. Compiling costs milliseconds to seconds, so
 //!   modules are cached by SHA-256 ([`ModuleHash`]) and compiled at most
 //!   once per sandbox (LRU-bounded by [`Config::module_cache_capacity`]).
+//!   With [`Config::artifact_dir`] set, compiled modules are also kept on
+//!   disk (keyed by module hash and engine fingerprint, size-bounded, least
+//!   recently used evicted first), so they survive a restart.
 //!   A hostile module can make compiling itself the attack (a *compile
 //!   bomb*: minutes of CPU and gigabytes from one small module), so modules
 //!   are pre-checked (function count, body size, locals) and, with
@@ -78,6 +81,7 @@
 
 #![deny(missing_docs)]
 
+mod artifacts;
 mod cache;
 mod clock;
 pub mod compiler;

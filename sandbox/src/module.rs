@@ -49,7 +49,10 @@ impl CompiledModule {
     /// Pre-checks, validates, compiles and links `wasm`: in a child process
     /// under the compile budget if [`Config::compiler`] is set, else in this
     /// thread. `provided` lists the `(module, name)` imports the linker
-    /// defines.
+    /// defines. With `want_artifact`, also returns the serialized artifact
+    /// (for the disk cache): the child's output as is, or
+    /// `Module::serialize` of an in-process compile; `None` if serializing
+    /// failed (logged; the module is still usable).
     pub(crate) fn compile(
         engine: &Engine,
         linker: &Linker<JobState>,
@@ -57,31 +60,77 @@ impl CompiledModule {
         config: &Config,
         wasm: &[u8],
         hash: ModuleHash,
-    ) -> Result<Self, ExecError> {
+        want_artifact: bool,
+    ) -> Result<(Self, Option<Vec<u8>>), ExecError> {
         if !wasm.starts_with(b"\0asm") {
             return Err(ExecError::InvalidModule(
                 "not a WebAssembly binary (no \\0asm magic number)".into(),
             ));
         }
         precheck::check(wasm, config)?;
-        let module = match &config.compiler {
-            None => Module::from_binary(engine, wasm)
-                .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?,
+        let (module, artifact) = match &config.compiler {
+            None => {
+                let module = Module::from_binary(engine, wasm)
+                    .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
+                let artifact = if want_artifact {
+                    module
+                        .serialize()
+                        .inspect_err(|e| {
+                            tracing::warn!(
+                                module = %hex::encode(hash),
+                                error = %format!("{e:#}"),
+                                "cannot serialize a compiled module for the disk cache"
+                            );
+                        })
+                        .ok()
+                } else {
+                    None
+                };
+                (module, artifact)
+            }
             Some(command) => {
                 let artifact = compiler::compile(command, config, wasm, &hash)?;
-                deserialize(engine, &artifact)?
+                let module = deserialize(engine, &artifact)?;
+                (module, want_artifact.then_some(artifact))
             }
         };
+        Ok((
+            Self::link(linker, provided, module, hash, wasm.len())?,
+            artifact,
+        ))
+    }
+
+    /// Loads an artifact read back from this node's artifact directory
+    /// (already checked against its checksum by [`crate::artifacts`]) and
+    /// links it. `size` is the size of the module bytes. `Err` means the
+    /// file must not be used (wasmtime refused it, or it does not link):
+    /// the caller deletes it and compiles afresh.
+    pub(crate) fn from_cached_artifact(
+        engine: &Engine,
+        linker: &Linker<JobState>,
+        provided: &HashSet<(String, String)>,
+        artifact: &[u8],
+        hash: ModuleHash,
+        size: usize,
+    ) -> Result<Self, String> {
+        let module = deserialize_cached(engine, artifact)?;
+        Self::link(linker, provided, module, hash, size).map_err(|e| e.to_string())
+    }
+
+    /// Checks `module`'s imports and `_start` and pre-links it.
+    fn link(
+        linker: &Linker<JobState>,
+        provided: &HashSet<(String, String)>,
+        module: Module,
+        hash: ModuleHash,
+        size: usize,
+    ) -> Result<Self, ExecError> {
         check_imports(&module, provided)?;
         check_start(&module)?;
         let pre = linker
             .instantiate_pre(&module)
             .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
-        Ok(Self {
-            hash,
-            size: wasm.len(),
-            pre,
-        })
+        Ok(Self { hash, size, pre })
     }
 }
 
@@ -116,6 +165,35 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Module, ExecError> {
             "the compiler's artifact does not load into this engine: {e:#}"
         ))
     })
+}
+
+/// Loads an artifact from this node's own artifact directory
+/// ([`Config::artifact_dir`]).
+///
+/// Any error (wasmtime's header check: another wasmtime version or engine
+/// configuration, though the file name's engine fingerprint already rules
+/// that out) is returned for the caller to discard the file.
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, artifact: &[u8]) -> Result<Module, String> {
+    // SAFETY: `Module::deserialize` runs the native code in its input as
+    // is, so the input must be wasmtime's own unmodified output. These bytes
+    // come from a file in `Config::artifact_dir`, which is inside the node's
+    // own data directory and written only by this node
+    // (`artifacts::ArtifactDir::store`): the output of
+    // `Engine::precompile_module` in our compiler child process or of
+    // `Module::serialize` in this one, each after wasmtime fully validated
+    // and compiled the untrusted wasm. Peers never write files there: they
+    // send wasm, never compiled code. Before this call, `artifacts` checked
+    // the file's SHA-256 over the artifact (catching torn writes, truncation
+    // and bit rot), that it was stored for this very module hash, and the
+    // file name carries this engine's compatibility fingerprint; wasmtime
+    // then checks its own header (version, target, engine settings). Anyone
+    // able to write into the data directory can already replace the node's
+    // identity and state, so this trusts nobody new. We read the file into
+    // memory rather than use `Module::deserialize_file`, whose mmap would
+    // let a later truncation of the file crash the node (SIGBUS).
+    unsafe { Module::deserialize(engine, artifact) }
+        .map_err(|e| format!("wasmtime refused the artifact: {e:#}"))
 }
 
 /// Rejects the first import the sandbox does not provide, naming it.

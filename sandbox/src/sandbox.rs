@@ -1,5 +1,6 @@
-//! [`Sandbox`]: the node-wide engine, linker, compile cache and epoch
-//! ticker, and the code that runs one job and classifies its outcome.
+//! [`Sandbox`]: the node-wide engine, linker, compile cache (in memory, and
+//! on disk with [`Config::artifact_dir`]) and epoch ticker, and the code
+//! that runs one job and classifies its outcome.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Linker, Store, Trap, WasmFeatures};
 use wasmtime_wasi::I32Exit;
 
+use crate::artifacts::ArtifactDir;
 use crate::cache::{CacheStats, ModuleCache};
 use crate::module::{self, CompiledModule, ModuleHash};
 use crate::state::JobState;
@@ -30,6 +32,8 @@ pub struct Sandbox {
     /// `(module, name)` of every import the linker defines.
     provided: HashSet<(String, String)>,
     cache: ModuleCache,
+    /// The on-disk cache, if [`Config::artifact_dir`] is set.
+    artifacts: Option<ArtifactDir>,
     config: Config,
     _ticker: EpochTicker,
 }
@@ -46,7 +50,8 @@ impl fmt::Debug for Sandbox {
 impl Sandbox {
     /// Builds the engine from `config`, the WASI preview 1 linker (nothing
     /// else is importable) and starts the epoch ticker thread, which stops
-    /// when the sandbox is dropped.
+    /// when the sandbox is dropped. Creates [`Config::artifact_dir`] if it
+    /// is set and missing.
     pub fn new(config: Config) -> Result<Self, SandboxError> {
         if config.epoch_tick.is_zero() {
             return Err(SandboxError::InvalidConfig(
@@ -70,6 +75,13 @@ impl Sandbox {
             .map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
         poll::add_to_linker(&mut linker).map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
         let provided = provided_imports(&engine, &linker);
+        let artifacts = match &config.artifact_dir {
+            None => None,
+            Some(dir) => Some(
+                ArtifactDir::open(dir, config.artifact_dir_max_bytes, &engine)
+                    .map_err(|e| SandboxError::ArtifactDir(format!("{}: {e}", dir.display())))?,
+            ),
+        };
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
             .map_err(|e| SandboxError::Ticker(e.to_string()))?;
         Ok(Self {
@@ -77,6 +89,7 @@ impl Sandbox {
             linker,
             provided,
             cache: ModuleCache::new(config.module_cache_capacity),
+            artifacts,
             config,
             _ticker: ticker,
         })
@@ -97,6 +110,14 @@ impl Sandbox {
     /// [`Config::max_function_locals`]. With [`Config::compiler`] set it is
     /// then compiled in that child process under [`Config::compile_budget`]
     /// (see [`crate::compiler`]); without, in this thread with no bound.
+    ///
+    /// With [`Config::artifact_dir`] set, a module missing from memory is
+    /// first looked up there (a file named by its hash and this engine's
+    /// fingerprint, checked against its checksum; a bad file is deleted and
+    /// the module compiled afresh), and every successful compile is written
+    /// there, evicting the least recently used files beyond
+    /// [`Config::artifact_dir_max_bytes`]. Failures are never written.
+    /// [`Sandbox::stats`] counts disk hits, writes and discarded files.
     pub fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledModule>, ExecError> {
         if wasm.len() > self.config.max_module_bytes {
             return Err(ExecError::InvalidModule(format!(
@@ -106,26 +127,107 @@ impl Sandbox {
             )));
         }
         let hash = module::hash(wasm);
-        self.cache.get_or_compile(&hash, || {
-            let started = Instant::now();
-            let outcome = CompiledModule::compile(
-                &self.engine,
-                &self.linker,
-                &self.provided,
-                &self.config,
-                wasm,
-                hash,
-            )
-            .map(Arc::new);
-            tracing::debug!(
-                module = %hex::encode(hash),
-                bytes = wasm.len(),
-                ok = outcome.is_ok(),
-                elapsed = ?started.elapsed(),
-                "compiled module"
-            );
-            outcome
-        })
+        self.cache.get_or_load(
+            &hash,
+            || self.load_artifact(&hash, wasm),
+            || self.compile_and_store(wasm, hash),
+        )
+    }
+
+    /// The module `hash` (of `wasm`) from the artifact directory, if it is
+    /// there and sound; a bad file is deleted and counted.
+    fn load_artifact(&self, hash: &ModuleHash, wasm: &[u8]) -> Option<Arc<CompiledModule>> {
+        let artifacts = self.artifacts.as_ref()?;
+        // The pre-checks take microseconds; running them here too keeps the
+        // verdict on a module independent of what is on disk (e.g. after
+        // the limits were lowered). `compile` then reports the failure.
+        if crate::precheck::check(wasm, &self.config).is_err() {
+            return None;
+        }
+        let started = Instant::now();
+        let artifact = match artifacts.load(hash) {
+            Ok(Some(artifact)) => artifact,
+            Ok(None) => return None,
+            Err(_) => {
+                // Logged and deleted by `load`.
+                self.cache.count_disk_discard();
+                return None;
+            }
+        };
+        match CompiledModule::from_cached_artifact(
+            &self.engine,
+            &self.linker,
+            &self.provided,
+            &artifact,
+            *hash,
+            wasm.len(),
+        ) {
+            Ok(module) => {
+                tracing::debug!(
+                    module = %hex::encode(hash),
+                    artifact_bytes = artifact.len(),
+                    elapsed = ?started.elapsed(),
+                    "loaded compiled module from disk"
+                );
+                Some(Arc::new(module))
+            }
+            Err(problem) => {
+                artifacts.discard(hash, &problem);
+                self.cache.count_disk_discard();
+                None
+            }
+        }
+    }
+
+    /// Compiles `wasm` and, if that succeeded and there is an artifact
+    /// directory, stores the artifact there.
+    fn compile_and_store(
+        &self,
+        wasm: &[u8],
+        hash: ModuleHash,
+    ) -> Result<Arc<CompiledModule>, ExecError> {
+        let started = Instant::now();
+        let outcome = CompiledModule::compile(
+            &self.engine,
+            &self.linker,
+            &self.provided,
+            &self.config,
+            wasm,
+            hash,
+            self.artifacts.is_some(),
+        );
+        tracing::debug!(
+            module = %hex::encode(hash),
+            bytes = wasm.len(),
+            ok = outcome.is_ok(),
+            elapsed = ?started.elapsed(),
+            "compiled module"
+        );
+        let (module, artifact) = outcome?;
+        if let (Some(artifacts), Some(artifact)) = (&self.artifacts, artifact)
+            && artifacts.store(&hash, &artifact)
+        {
+            self.cache.count_disk_write();
+        }
+        Ok(Arc::new(module))
+    }
+
+    /// The file [`Sandbox::compile`] reads and writes for the module with
+    /// this hash in [`Config::artifact_dir`] (whether or not it exists), or
+    /// `None` without an artifact directory. The name is
+    /// `<module sha256 hex>-<engine fingerprint>.cwasm`.
+    pub fn artifact_path(&self, hash: &ModuleHash) -> Option<std::path::PathBuf> {
+        self.artifacts.as_ref().map(|a| a.path(hash))
+    }
+
+    /// The engine fingerprint in artifact file names: 16 hex digits of
+    /// SHA-256 over wasmtime's precompile compatibility hash. Sandboxes
+    /// with the same fingerprint can load each other's artifacts.
+    pub fn engine_fingerprint(&self) -> String {
+        match &self.artifacts {
+            Some(artifacts) => artifacts.engine_fingerprint().to_owned(),
+            None => crate::artifacts::fingerprint(&self.engine),
+        }
     }
 
     /// The cached, successfully compiled module with this hash, if any

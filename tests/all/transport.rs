@@ -1,13 +1,14 @@
 //! What crosses the wire: garbage and truncated protobufs, modules far over
 //! gRPC's default 4 MiB message limit, and content addressing (a module is
-//! sent and compiled once per node).
+//! sent and compiled once per node, and after a restart not compiled again:
+//! loaded from the node's on-disk compiled-code cache).
 
 use std::sync::atomic::Ordering;
 
 use peergrid_proto::{Identity, pb};
 use peergrid_tests::{example_job, honest_grid, hostile, raw, scheduler};
 use prost::Message;
-use scheduler_lib::Job;
+use scheduler_lib::{Job, Scheduler, SchedulerConfig};
 
 const EXECUTE: &str = "/peergrid.v1.Worker/Execute";
 
@@ -99,6 +100,53 @@ async fn a_module_is_uploaded_and_compiled_once_per_node() {
             "compiled more than once"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_loads_compiled_code_from_disk_instead_of_compiling() {
+    let kept = tempfile::tempdir().unwrap();
+    let localhost = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    let start = |identity: Option<Identity>| {
+        let mut config = peergrid_tests::node_config();
+        config.data_dir = kept.path().to_path_buf();
+        peergrid_worker::GridNode::start_on(config, localhost, identity)
+    };
+    let submit = |addr: std::net::SocketAddr| async move {
+        let sched = Scheduler::new(
+            Identity::generate(),
+            SchedulerConfig {
+                puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
+                peers: vec![addr.to_string()],
+                ..SchedulerConfig::default()
+            },
+        );
+        let report = sched
+            .submit(&example_job(&peergrid_jobs::MANDELBROT, 1))
+            .await
+            .unwrap();
+        report.verdict.accepted().expect("accepted").stdout.clone()
+    };
+
+    let mut node = start(None).await.unwrap();
+    let before = submit(node.addr).await;
+    let stats = node.node.sandbox().stats();
+    assert_eq!((stats.compiles, stats.disk_writes), (1, 1), "{stats:?}");
+    let compiled = kept.path().join("compiled");
+    assert_eq!(std::fs::read_dir(&compiled).unwrap().count(), 1);
+    let identity = node.identity.clone();
+    node.stop().await;
+    drop(node);
+
+    // Same identity and data directory: a restarted worker.
+    let node = start(Some(identity)).await.unwrap();
+    let after = submit(node.addr).await;
+    assert_eq!(after, before);
+    let stats = node.node.sandbox().stats();
+    assert_eq!(
+        (stats.compiles, stats.disk_hits),
+        (0, 1),
+        "the first job after the restart compiled: {stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,9 @@ pub struct Node {
 
 impl Node {
     /// Builds a node with this identity and configuration: creates the
-    /// sandbox engine, the job threads and the module store.
+    /// sandbox engine, the job threads and the module store. Compiled code
+    /// is cached in `<data dir>/compiled` unless the sandbox config names
+    /// another `artifact_dir`.
     pub fn new(identity: Identity, config: NodeConfig) -> Result<Arc<Self>, NodeError> {
         let bits = config.gossip.membership.puzzle_bits;
         if !peergrid_proto::puzzle::solves(&identity.public_key(), bits) {
@@ -107,7 +109,12 @@ impl Node {
         }
         let transport = Transport::new(&identity, config.insecure)
             .map_err(|e| NodeError::Identity(e.to_string()))?;
-        let sandbox = Arc::new(Sandbox::new(config.sandbox.clone())?);
+        let mut sandbox_config = config.sandbox.clone();
+        // Compiled code survives restarts: `<data dir>/compiled`.
+        if sandbox_config.artifact_dir.is_none() {
+            sandbox_config.artifact_dir = Some(config.data_dir.join("compiled"));
+        }
+        let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
         let store = ModuleStore::open(&config.data_dir.join("modules"))?;
         let pool = JobPool::new(config.slots)?;
         Ok(Arc::new(Self {

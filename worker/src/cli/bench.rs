@@ -4,7 +4,8 @@
 //! wasmtime), warms it up so every node holds and has compiled the module,
 //! then times submit→verified-result for a trivial job at fixed k=1 and
 //! k=3, at k=3 with adaptive replication once the workers are trusted, and
-//! the same job run locally in the sandbox as the baseline.
+//! the same job run locally in the sandbox as the baseline. Then, apart
+//! from the grid, cold start vs warm ([`cold_start`]).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -213,5 +214,99 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             adaptive_executions as f64 / args.jobs as f64
         );
     }
+    let cold = tokio::task::spawn_blocking(cold_start)
+        .await
+        .context("cold-start thread")??;
+    println!("\n{cold}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Issue 6 row 4, cold start vs warm: the Mandelbrot sample in the
+/// production sandbox (compiled in the compiler child process, artifacts
+/// on disk), timed compile-or-load + run: first run of a new module
+/// (compile), the same module again (in-memory cache), and after a restart
+/// (a fresh sandbox on the same artifact directory: disk cache). Medians;
+/// returns the table as text. Blocks: call it off the async runtime.
+fn cold_start() -> anyhow::Result<String> {
+    use peergrid_sandbox::{Config, JobInput, Sandbox};
+    const COLD: usize = 3;
+    const WARM: usize = 20;
+    const RESTARTS: usize = 5;
+    let job = &peergrid_jobs::MANDELBROT;
+    let input = JobInput {
+        args: job.sample_args.iter().map(|a| a.to_string()).collect(),
+        stdin: job.sample_stdin.to_vec(),
+        ..JobInput::default()
+    };
+    let limits = peergrid_worker::node::sandbox_limits(&Limits::default());
+    let compiler = super::compiler_command()?;
+    let new_sandbox = |dir: &std::path::Path| -> anyhow::Result<Sandbox> {
+        let mut config = Config::default();
+        config.compiler = Some(compiler.clone());
+        config.artifact_dir = Some(dir.to_path_buf());
+        Ok(Sandbox::new(config)?)
+    };
+    // (compile or load, run) of one job.
+    let once = |sandbox: &Sandbox| -> anyhow::Result<(Duration, Duration)> {
+        let started = Instant::now();
+        let module = sandbox.compile(job.wasm)?;
+        let compiled = started.elapsed();
+        let execution = sandbox.run(&module, &input, &limits);
+        anyhow::ensure!(
+            execution.result.is_ok(),
+            "{}: {:?}",
+            job.name,
+            execution.result
+        );
+        Ok((compiled, started.elapsed() - compiled))
+    };
+    let median = |mut samples: Vec<(Duration, Duration)>| {
+        samples.sort_by_key(|(c, r)| *c + *r);
+        samples[samples.len() / 2]
+    };
+    let dir = tempfile::tempdir()?;
+    let mut cold = Vec::new();
+    for _ in 0..COLD {
+        let fresh = tempfile::tempdir()?;
+        cold.push(once(&new_sandbox(fresh.path())?)?);
+    }
+    let sandbox = new_sandbox(dir.path())?;
+    once(&sandbox)?;
+    let warm = (0..WARM)
+        .map(|_| once(&sandbox))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    drop(sandbox);
+    let mut restarted = Vec::new();
+    for _ in 0..RESTARTS {
+        let sandbox = new_sandbox(dir.path())?;
+        restarted.push(once(&sandbox)?);
+        let stats = sandbox.stats();
+        anyhow::ensure!(
+            stats.disk_hits == 1 && stats.compiles == 0,
+            "after a restart the module was not loaded from disk: {stats:?}"
+        );
+    }
+    let warm = median(warm);
+    let total = |(c, r): (Duration, Duration)| c + r;
+    let mut out = format!(
+        "cold start vs warm: {} ({} bytes of wasm, sample input), production sandbox \
+         (compiler child process, disk cache); medians of {COLD} / {WARM} / {RESTARTS}\n\n\
+         | what | compile or load ms | run ms | total ms | total vs warm |\n|---|---|---|---|---|\n",
+        job.name,
+        job.wasm.len()
+    );
+    for (label, sample) in [
+        ("first run, new module (compile)", median(cold)),
+        ("same module again (memory cache)", warm),
+        ("after a restart (disk cache)", median(restarted)),
+    ] {
+        out.push_str(&format!(
+            "| {label} | {} | {} | {} | {:.1}x |\n",
+            ms(sample.0),
+            ms(sample.1),
+            ms(total(sample)),
+            total(sample).as_secs_f64() / total(warm).as_secs_f64()
+        ));
+    }
+    Ok(out)
 }
