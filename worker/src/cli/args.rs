@@ -39,6 +39,9 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Run a worker node: serve jobs to other peers.
     Node(NodeArgs),
+    /// The node's configuration: `config show` prints what `peergrid node`
+    /// would use after merging its config file and flags.
+    Config(ConfigArgs),
     /// Run a job on k workers and print the output a majority agreed on.
     Submit(SubmitArgs),
     /// Run a job locally in the same sandbox (the reference result).
@@ -85,21 +88,30 @@ pub struct KeygenArgs {
     pub puzzle_bits: u32,
 }
 
-/// `peergrid node`.
-#[derive(Debug, Args)]
+/// `peergrid node` (and `peergrid config show`). Every flag is also a key
+/// of the config file; a flag given overrides the file, so the flags that
+/// have a default are `Option`s, the default applied after merging
+/// (`super::config`), and their help names it.
+#[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    /// Address to serve gRPC on.
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    pub listen: SocketAddr,
+    /// Config file (TOML; keys as the flags, `-` as `_`) [default:
+    /// node.toml in the user's config dir, e.g. ~/.config/peergrid, if it
+    /// exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:7400].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Bootstrap peers (host:port) to learn the grid from by gossip; repeatable.
     #[arg(long = "peer")]
     pub peers: Vec<String>,
     /// The address other peers should dial (default: the listen address).
     #[arg(long)]
     pub advertise: Option<String>,
-    /// The network's identity puzzle: leading zero bits of sha256(sha256(key)).
-    #[arg(long, default_value_t = DEFAULT_PUZZLE_BITS)]
-    pub puzzle_bits: u32,
+    /// The network's identity puzzle: leading zero bits of
+    /// sha256(sha256(key)) [default: 16].
+    #[arg(long, value_name = "BITS")]
+    pub puzzle_bits: Option<u32>,
     /// Concurrent jobs (default: cores - 1, at least 1).
     #[arg(long)]
     pub slots: Option<usize>,
@@ -126,12 +138,59 @@ pub struct NodeArgs {
     /// rounded up).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_jobs_per_submitter: Option<u64>,
-    /// Connections open at once, in total.
-    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections: u64,
-    /// Connections open at once from one IP address (IPv6: one /64).
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_connections_per_ip: u64,
+    /// Connections open at once, in total [default: 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Connections open at once from one IP address (IPv6: one /64)
+    /// [default: 64].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections_per_ip: Option<u64>,
+    /// The most fuel (instructions) one job may ask for; larger jobs are
+    /// refused [default: 1000000000000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fuel: Option<u64>,
+    /// The most memory one job may ask for, in MiB [default: 512].
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_memory_mib: Option<u64>,
+    /// The longest wall time one job may ask for, in seconds [default: 600].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_wall_time_secs: Option<u64>,
+}
+
+/// `peergrid config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do with the configuration.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// The subcommands of `peergrid config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the configuration `peergrid node` would run with, given the
+    /// same config file and flags: built-in defaults < config file < flags.
+    Show(ConfigShowArgs),
+}
+
+/// `peergrid config show`.
+#[derive(Debug, Args)]
+pub struct ConfigShowArgs {
+    /// The `peergrid node` flags to merge, as `peergrid node` would.
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// How to print it: TOML (a valid node.toml) or JSON.
+    #[arg(long, value_enum, default_value = "toml")]
+    pub output: ConfigFormat,
+}
+
+/// How `peergrid config show` prints the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConfigFormat {
+    /// A node.toml, usable as `--config`.
+    Toml,
+    /// One JSON object with the same keys.
+    Json,
 }
 
 /// Limits shared by `submit` and `run`.

@@ -9,6 +9,7 @@
 pub mod args;
 #[cfg(feature = "demo")]
 pub mod bench;
+pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod identity;
@@ -44,6 +45,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Keygen(a) => keygen::run(&data_dir(a.data_dir)?, a.puzzle_bits),
         Command::Node(a) => runtime()?.block_on(node::run(a, cli.insecure)),
+        Command::Config(a) => match a.command {
+            args::ConfigCommand::Show(a) => config::show(&a, cli.insecure),
+        },
         Command::Submit(a) => runtime()?.block_on(submit::run(a, cli.insecure)),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),

@@ -8,11 +8,17 @@ use peergrid_worker::{Node, NodeConfig};
 use tracing::{info, warn};
 
 use super::args::NodeArgs;
+use super::config::Effective;
 
-/// Runs a node (`insecure`: plaintext instead of TLS).
+/// Runs a node (`insecure`: the global `--insecure`, plaintext instead of
+/// TLS), configured by defaults < its config file < its flags.
 pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
-    let dir = super::data_dir(args.data_dir.clone())?;
-    let (identity, created) = super::identity::load_or_grind(&dir, args.puzzle_bits, true)?;
+    let (settings, config_file) = Effective::from_args(&args, insecure)?;
+    if let Some(path) = &config_file {
+        info!(file = %path.display(), "read the config file");
+    }
+    let dir = settings.data_dir.clone();
+    let (identity, created) = super::identity::load_or_grind(&dir, settings.puzzle_bits, true)?;
     if created {
         info!(dir = %dir.display(), "created a new node identity");
     }
@@ -20,29 +26,22 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     // Untrusted modules compile in a child process under a time and memory
     // budget (compile bombs).
     config.sandbox.compiler = Some(super::compiler_command()?);
-    config.gossip.membership.puzzle_bits = args.puzzle_bits;
-    config.gossip.bootstrap = args.peers.clone();
-    config.gossip.advertise = args.advertise.clone();
-    config.insecure = insecure;
-    if insecure {
+    settings.apply(&mut config);
+    if settings.insecure {
         warn!(
             "--insecure: serving plaintext gRPC; peers are not authenticated and traffic is readable"
         );
     }
-    if let Some(slots) = args.slots {
-        anyhow::ensure!(slots > 0, "--slots must be at least 1");
-        config.slots = slots;
-    }
-    apply_protection(&args, &mut config);
+    log_policy(&config);
     let slots = config.slots;
     let node = Node::new(identity, config)?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("binding {}", settings.listen))?;
     let addr = listener.local_addr()?;
     // Off unless asked for; stops with the node.
     let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
-    let metrics = match args.metrics {
+    let metrics = match settings.metrics {
         Some(metrics_addr) => {
             let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
                 .await
@@ -76,27 +75,9 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The operator policy and flood-control flags, into the node's config.
-fn apply_protection(args: &NodeArgs, config: &mut NodeConfig) {
-    let policy = &mut config.policy;
-    policy
-        .allow_submitters
-        .extend(args.allow_submitters.iter().copied());
-    policy
-        .deny_submitters
-        .extend(args.deny_submitters.iter().copied());
-    policy
-        .allow_modules
-        .extend(args.allow_modules.iter().copied());
-    policy
-        .deny_modules
-        .extend(args.deny_modules.iter().copied());
-    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-    if let Some(max) = args.max_jobs_per_submitter {
-        config.flood.max_jobs_per_submitter = Some(as_usize(max));
-    }
-    config.connections.max_connections = as_usize(args.max_connections);
-    config.connections.max_connections_per_ip = as_usize(args.max_connections_per_ip);
+/// Logs the operator policy in force (from the config file and flags).
+fn log_policy(config: &NodeConfig) {
+    let policy = &config.policy;
     for (rule, count) in [
         ("allow-submitter", policy.allow_submitters.len()),
         ("deny-submitter", policy.deny_submitters.len()),
