@@ -23,6 +23,9 @@ pub struct WorkerConn {
     addr: String,
     /// The peer id proven by the TLS handshake (`None` over plaintext).
     tls_peer: Option<PeerId>,
+    /// The peer id the caller dialled for (an advert's), if any: over
+    /// plaintext, `Hello` must still prove it.
+    expected: Option<PeerId>,
     client: pb::worker_client::WorkerClient<Channel>,
 }
 
@@ -67,6 +70,7 @@ impl WorkerConn {
         Ok(Self {
             addr: addr.to_string(),
             tls_peer: connection.peer,
+            expected,
             client,
         })
     }
@@ -112,6 +116,16 @@ impl WorkerConn {
                 "the worker's Hello names peer {} but its TLS key is peer {}",
                 peer.short(),
                 tls_peer.short()
+            )));
+        }
+        if let Some(expected) = self.expected
+            && expected != peer
+        {
+            return Err(WorkerError::Protocol(format!(
+                "dialled {} for peer {} but the worker there proved peer {}",
+                self.addr,
+                expected.short(),
+                peer.short()
             )));
         }
         Ok(WorkerInfo { peer, hello })

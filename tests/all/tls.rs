@@ -208,3 +208,25 @@ async fn an_insecure_grid_still_works_end_to_end() {
         .unwrap_err();
     assert!(!err.to_string().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_plaintext_hello_still_proves_the_advertised_key() {
+    let configs = (0..2)
+        .map(|_| {
+            let mut c = NodeConfig::local();
+            c.insecure = true;
+            c
+        })
+        .collect();
+    let grid = LocalGrid::start(configs).await.unwrap();
+    let conn = WorkerConn::connect(
+        &grid.nodes[0].addr.to_string(),
+        Duration::from_secs(3),
+        &Transport::Insecure,
+        Some(grid.nodes[1].peer_id()),
+    )
+    .await
+    .unwrap();
+    let err = conn.hello().await.unwrap_err();
+    assert!(err.to_string().contains("proved peer"), "{err}");
+}
