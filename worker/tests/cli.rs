@@ -179,3 +179,26 @@ fn run_reports_a_missing_file_clearly() {
         "{stderr}"
     );
 }
+
+#[test]
+fn sigterm_stops_an_idle_node_cleanly_and_at_once() {
+    let mut node = NodeProcess::start();
+    let pid = node.child.id().to_string();
+    let started = std::time::Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = loop {
+        if let Some(exit) = node.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the node did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}

@@ -65,7 +65,7 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
         "listening on {addr} with {slots} job slot(s); data in {}",
         dir.display()
     );
-    let served = node.serve(listener, shutdown_signal()).await;
+    let served = serve_until_stopped(&node, listener).await;
     let _ = stop_metrics.send(());
     if let Some(metrics) = metrics {
         let _ = metrics.await;
@@ -90,6 +90,47 @@ fn log_policy(config: &NodeConfig) {
     }
 }
 
+/// How long running jobs may take to finish after Ctrl-C or SIGTERM before
+/// the node stops anyway (a second signal stops it at once).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves until a signal, then lets running jobs finish for at most
+/// [`SHUTDOWN_GRACE`]. Jobs still running after that are handed back: their
+/// connections close, and their submitters place them elsewhere.
+async fn serve_until_stopped(
+    node: &std::sync::Arc<Node>,
+    listener: tokio::net::TcpListener,
+) -> Result<(), peergrid_worker::node::NodeError> {
+    let (stopping, stop_requested) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stopping.send(());
+    };
+    let serve = std::sync::Arc::clone(node).serve(listener, signal);
+    tokio::pin!(serve);
+    let grace = async {
+        if stop_requested.await.is_err() {
+            // The server ended on its own.
+            return std::future::pending::<()>().await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+            () = shutdown_signal() => {}
+        }
+    };
+    tokio::select! {
+        served = &mut serve => served,
+        () = grace => {
+            let running = node.total_slots() - node.free_slots();
+            warn!(
+                running,
+                "stopping with jobs still running; their submitters will place them elsewhere"
+            );
+            Ok(())
+        }
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -109,5 +150,8 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    info!("shutting down: finishing in-flight calls");
+    info!(
+        grace_secs = SHUTDOWN_GRACE.as_secs(),
+        "shutting down: no new jobs; running ones may finish (Ctrl-C again to stop now)"
+    );
 }
