@@ -185,10 +185,7 @@ fn sigterm_stops_an_idle_node_cleanly_and_at_once() {
     let mut node = NodeProcess::start();
     let pid = node.child.id().to_string();
     let started = std::time::Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     assert!(status.success());
     let exit = loop {
         if let Some(exit) = node.child.try_wait().unwrap() {
