@@ -218,6 +218,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cold-start thread")??;
     println!("\n{cold}");
+    tokio::task::spawn_blocking(super::bench_native::run)
+        .await
+        .context("WASM vs native thread")??;
     Ok(ExitCode::SUCCESS)
 }
 

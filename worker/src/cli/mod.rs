@@ -9,6 +9,8 @@
 pub mod args;
 #[cfg(feature = "demo")]
 pub mod bench;
+#[cfg(feature = "demo")]
+pub mod bench_native;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
