@@ -41,6 +41,7 @@ use scheduler_lib::{Certificate, VerifyPolicy};
 use serde_json::{Value, json};
 
 use super::args::{JobArgs, OutputFormat};
+use super::report::ago;
 
 /// Most stderr lines the text report prints per worker (JSON has it all).
 const STDERR_LINES: usize = 20;
@@ -877,18 +878,6 @@ pub fn utc(unix_ms: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// How long before `now_ms` the time `then_ms` was: `12s ago`, `3m ago`, …
-fn ago(now_ms: u64, then_ms: u64) -> String {
-    let seconds = now_ms.saturating_sub(then_ms) / 1000;
-    match seconds {
-        0 => "just now".into(),
-        s if s < 60 => format!("{s}s ago"),
-        s if s < 3600 => format!("{}m ago", s / 60),
-        s if s < 86_400 => format!("{}h ago", s / 3600),
-        s => format!("{}d ago", s / 86_400),
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use scheduler_lib::ledger::{self, Ledger, LedgerError};
 use scheduler_lib::{PeerReputation, Reputation, ReputationConfig, reputation_store};
 
 use super::args::{OutputFormat, PeersArgs};
+use super::report::ago;
 
 /// Lists the peers of the ledger in the data directory on stdout.
 pub fn run(args: PeersArgs) -> anyhow::Result<ExitCode> {
@@ -219,36 +220,4 @@ fn json(peers: &[Peer]) -> String {
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
     text.push('\n');
     text
-}
-
-/// How long before `now_ms` the time `then_ms` was, for people: `12s ago`,
-/// `3m ago`, `5h ago`, `2d ago`; `—` for no time at all.
-fn ago(now_ms: u64, then_ms: u64) -> String {
-    if then_ms == 0 {
-        return "—".to_string();
-    }
-    let seconds = now_ms.saturating_sub(then_ms) / 1000;
-    match seconds {
-        0 => "just now".to_string(),
-        s if s < 60 => format!("{s}s ago"),
-        s if s < 3600 => format!("{}m ago", s / 60),
-        s if s < 86_400 => format!("{}h ago", s / 3600),
-        s => format!("{}d ago", s / 86_400),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ago;
-
-    #[test]
-    fn last_seen_reads_as_a_relative_time() {
-        let now = 1_700_000_000_000;
-        assert_eq!(ago(now, 0), "—");
-        assert_eq!(ago(now, now + 5_000), "just now");
-        assert_eq!(ago(now, now - 42_000), "42s ago");
-        assert_eq!(ago(now, now - 3 * 60_000 - 10_000), "3m ago");
-        assert_eq!(ago(now, now - 5 * 3_600_000), "5h ago");
-        assert_eq!(ago(now, now - 2 * 86_400_000), "2d ago");
-    }
 }

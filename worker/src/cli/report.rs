@@ -1,4 +1,5 @@
-//! Human-readable summaries of verdicts, shared by `submit` and `demo`.
+//! Human-readable summaries of verdicts, shared by `submit` and `demo`, and
+//! the relative times of the listings (`peers`, `job`).
 
 use std::fmt::Write;
 
@@ -85,5 +86,37 @@ fn worker_name(peer: Option<&PeerId>, addr: &str, name: Namer<'_>) -> String {
     match peer {
         Some(p) => name(p, addr),
         None => addr.to_string(),
+    }
+}
+
+/// How long before `now_ms` the time `then_ms` was, for people: `12s ago`,
+/// `3m ago`, `5h ago`, `2d ago`; `—` for no time at all.
+pub fn ago(now_ms: u64, then_ms: u64) -> String {
+    if then_ms == 0 {
+        return "—".to_string();
+    }
+    let seconds = now_ms.saturating_sub(then_ms) / 1000;
+    match seconds {
+        0 => "just now".to_string(),
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86_400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ago;
+
+    #[test]
+    fn last_seen_reads_as_a_relative_time() {
+        let now = 1_700_000_000_000;
+        assert_eq!(ago(now, 0), "—");
+        assert_eq!(ago(now, now + 5_000), "just now");
+        assert_eq!(ago(now, now - 42_000), "42s ago");
+        assert_eq!(ago(now, now - 3 * 60_000 - 10_000), "3m ago");
+        assert_eq!(ago(now, now - 5 * 3_600_000), "5h ago");
+        assert_eq!(ago(now, now - 2 * 86_400_000), "2d ago");
     }
 }
