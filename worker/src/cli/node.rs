@@ -60,12 +60,13 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let signals = count_signals()?;
     println!("peer id {}", node.peer_id());
     println!(
         "listening on {addr} with {slots} job slot(s); data in {}",
         dir.display()
     );
-    let served = serve_until_stopped(&node, listener).await;
+    let served = serve_until_stopped(&node, listener, signals).await;
     let _ = stop_metrics.send(());
     if let Some(metrics) = metrics {
         let _ = metrics.await;
@@ -94,28 +95,62 @@ fn log_policy(config: &NodeConfig) {
 /// the node stops anyway (a second signal stops it at once).
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Counts Ctrl-C and SIGTERM signals. The handlers are installed when this
+/// is created, before the node says it is listening, so a signal sent as
+/// soon as it is up is never the default (fatal) one.
+fn count_signals() -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
+    };
+    let (count, signals) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(async move {
+        loop {
+            #[cfg(unix)]
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            #[cfg(not(unix))]
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            count.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(signals)
+}
+
 /// Serves until a signal, then lets running jobs finish for at most
 /// [`SHUTDOWN_GRACE`]. Jobs still running after that are handed back: their
 /// connections close, and their submitters place them elsewhere.
 async fn serve_until_stopped(
     node: &std::sync::Arc<Node>,
     listener: tokio::net::TcpListener,
+    signals: tokio::sync::watch::Receiver<u32>,
 ) -> Result<(), peergrid_worker::node::NodeError> {
-    let (stopping, stop_requested) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown_signal().await;
-        let _ = stopping.send(());
+    let mut first = signals.clone();
+    let stop = async move {
+        let _ = first.wait_for(|n| *n >= 1).await;
+        info!(
+            grace_secs = SHUTDOWN_GRACE.as_secs(),
+            "shutting down: no new jobs; running ones may finish (Ctrl-C again to stop now)"
+        );
     };
-    let serve = std::sync::Arc::clone(node).serve(listener, signal);
+    let serve = std::sync::Arc::clone(node).serve(listener, stop);
     tokio::pin!(serve);
-    let grace = async {
-        if stop_requested.await.is_err() {
-            // The server ended on its own.
+    let mut second = signals;
+    let grace = async move {
+        if second.wait_for(|n| *n >= 1).await.is_err() {
             return std::future::pending::<()>().await;
         }
         tokio::select! {
             () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
-            () = shutdown_signal() => {}
+            _ = second.wait_for(|n| *n >= 2) => {}
         }
     };
     tokio::select! {
@@ -129,29 +164,4 @@ async fn serve_until_stopped(
             Ok(())
         }
     }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    info!(
-        grace_secs = SHUTDOWN_GRACE.as_secs(),
-        "shutting down: no new jobs; running ones may finish (Ctrl-C again to stop now)"
-    );
 }
