@@ -63,7 +63,7 @@ impl WorkerConn {
         let connection = transport
             .connect(endpoint, expected)
             .await
-            .map_err(|e| WorkerError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| WorkerError::Unreachable(e.to_string()))?;
         let client = pb::worker_client::WorkerClient::new(connection.channel)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -173,16 +173,4 @@ impl WorkerConn {
             .await
             .map(tonic::Response::into_inner)
     }
-}
-
-/// An error and its sources on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
