@@ -90,6 +90,8 @@ const PEERS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("peers");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Small named values of the scheduler's own state (e.g. fault counts).
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
+/// Batch id → encoded `BatchRecord`.
+const BATCHES: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("batches");
 /// The key of the schema version in `meta`.
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -174,6 +176,21 @@ pub enum LedgerError {
     DuplicateJob {
         /// The job.
         job_id: Sha256Hash,
+    },
+    /// A batch with this id already exists.
+    #[error("batch {} is already in the ledger", hex::encode(batch_id))]
+    DuplicateBatch {
+        /// The batch.
+        batch_id: Sha256Hash,
+    },
+    /// The stored record of this batch does not decode.
+    #[error("corrupt ledger record for batch {}: {source}", hex::encode(batch_id))]
+    CorruptBatch {
+        /// The batch.
+        batch_id: Sha256Hash,
+        /// The decoding error.
+        #[source]
+        source: prost::DecodeError,
     },
     /// A record or argument the ledger cannot store or use (e.g. a job id
     /// that is not 32 bytes, a module that does not match its hash).
@@ -291,6 +308,7 @@ impl Ledger {
             txn.open_table(JOBS)?;
             txn.open_table(PEERS)?;
             txn.open_table(STATE)?;
+            txn.open_table(BATCHES)?;
             let mut meta = txn.open_table(META)?;
             let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
             if found.is_none() {
@@ -353,6 +371,86 @@ impl Ledger {
             jobs.insert(&job_id, record.encode_to_vec().as_slice())?;
             Ok(())
         })
+    }
+
+    /// Records a new batch and the records of all its jobs in one durable
+    /// transaction: after a crash either the whole batch is there to resume
+    /// or none of it. Fails (writing nothing) with
+    /// [`LedgerError::DuplicateJob`] if a job or the batch id is already
+    /// recorded, and [`LedgerError::InvalidRecord`] if an id is not 32 bytes
+    /// or the batch does not list exactly these jobs.
+    pub fn insert_batch(
+        &self,
+        batch: &pb::BatchRecord,
+        jobs: &[pb::JobRecord],
+    ) -> Result<(), LedgerError> {
+        let batch_id = &batch_key(batch)?;
+        let keys = jobs.iter().map(job_key).collect::<Result<Vec<_>, _>>()?;
+        let listed: Vec<&[u8]> = batch.job_ids.iter().map(Vec::as_slice).collect();
+        if listed.len() != keys.len() || listed.iter().zip(&keys).any(|(a, b)| *a != b.as_slice()) {
+            return Err(LedgerError::InvalidRecord(format!(
+                "batch {} lists {} jobs but {} records were given, or in another order",
+                hex::encode(batch_id),
+                listed.len(),
+                keys.len()
+            )));
+        }
+        self.write(|txn| {
+            let mut batches = txn.open_table(BATCHES)?;
+            if batches.get(batch_id)?.is_some() {
+                return Err(LedgerError::DuplicateBatch {
+                    batch_id: *batch_id,
+                });
+            }
+            batches.insert(batch_id, batch.encode_to_vec().as_slice())?;
+            let mut table = txn.open_table(JOBS)?;
+            for (key, record) in keys.iter().zip(jobs) {
+                if table.get(key)?.is_some() {
+                    return Err(LedgerError::DuplicateJob { job_id: *key });
+                }
+                table.insert(key, record.encode_to_vec().as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The record of one batch, or `None` if there is none.
+    pub fn batch(&self, batch_id: &Sha256Hash) -> Result<Option<pb::BatchRecord>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let batches = txn.open_table(BATCHES)?;
+        let Some(stored) = batches.get(batch_id)? else {
+            return Ok(None);
+        };
+        pb::BatchRecord::decode(stored.value())
+            .map(Some)
+            .map_err(|source| LedgerError::CorruptBatch {
+                batch_id: *batch_id,
+                source,
+            })
+    }
+
+    /// Every batch, newest first. Records that do not decode are skipped
+    /// with a warning.
+    pub fn batches(&self) -> Result<Vec<pb::BatchRecord>, LedgerError> {
+        let txn = self.db.begin_read()?;
+        let batches = txn.open_table(BATCHES)?;
+        let mut all = Vec::new();
+        for entry in batches.iter()? {
+            let (key, value) = entry?;
+            match pb::BatchRecord::decode(value.value()) {
+                Ok(record) => all.push(record),
+                Err(e) => warn!(
+                    path = %self.path.display(),
+                    batch = %hex::encode(key.value()),
+                    error = %e,
+                    "ledger: skipping a batch record"
+                ),
+            }
+        }
+        all.sort_by(|a, b| {
+            (b.created_at_unix_ms, &b.batch_id).cmp(&(a.created_at_unix_ms, &a.batch_id))
+        });
+        Ok(all)
     }
 
     /// Reads a job's record, lets `f` change it, and writes it back, all in
@@ -529,6 +627,16 @@ impl Ledger {
     }
 }
 
+/// The key of a batch record: its batch id, which must be 32 bytes.
+fn batch_key(record: &pb::BatchRecord) -> Result<Sha256Hash, LedgerError> {
+    peergrid_proto::hash::hash_from_slice(&record.batch_id).ok_or_else(|| {
+        LedgerError::InvalidRecord(format!(
+            "batch id is {} bytes, not 32",
+            record.batch_id.len()
+        ))
+    })
+}
+
 /// The key of a record: its job id, which must be 32 bytes.
 fn job_key(record: &pb::JobRecord) -> Result<Sha256Hash, LedgerError> {
     peergrid_proto::hash::hash_from_slice(&record.job_id).ok_or_else(|| {
@@ -678,21 +786,9 @@ pub fn record_verdict(
             v.set_outcome(outcome);
             record.verdict = Some(v);
         }
-        Verdict::NoQuorum {
-            needed,
-            runs,
-            failed_workers,
-        } => {
-            let distinct: std::collections::HashSet<_> =
-                runs.iter().map(|r| r.output_sha256).collect();
+        Verdict::NoQuorum { needed, .. } => {
             record.set_state(pb::JobState::NoQuorum);
-            record.state_reason = format!(
-                "no result reached the {needed} agreeing votes needed: {} results in {} \
-                 different outputs, {} replicas failed",
-                runs.len(),
-                distinct.len(),
-                failed_workers.len()
-            );
+            record.state_reason = verdict.no_quorum_reason().unwrap_or_default();
             record.verdict = Some(pb::VerdictRecord {
                 needed: u32::try_from(*needed).unwrap_or(u32::MAX),
                 certificate,

@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod adaptive;
+pub mod batch;
 pub mod certificate;
 pub mod client;
 pub mod error;
@@ -62,6 +63,7 @@ mod trust;
 pub mod verdict;
 
 pub use adaptive::{AdaptiveConfig, Decision, JobVerification, Plan, WorkerStanding};
+pub use batch::{Batch, BatchProgress, BatchRun, Task, TaskOutcome, TaskResult};
 pub use certificate::{Certificate, CertificateError, VerifiedCertificate, VerifyPolicy};
 pub use error::{SchedulerError, WorkerError};
 pub use job::Job;

@@ -50,17 +50,28 @@ impl fmt::Display for JobFailure {
 /// Converts a claim's outcome fields into `Ok(())` (success) or the failure,
 /// or `None` when the outcome field is unset or unknown.
 pub fn outcome_from_claim(claim: &pb::ResultClaim) -> Option<Result<(), JobFailure>> {
+    outcome_from_fields(claim.outcome, claim.exit_code, &claim.detail)
+}
+
+/// Converts wire fields (`outcome`, `exit_code`, `detail`, as in a claim or
+/// a ledger verdict) into `Ok(())` or the failure; `None` when the outcome
+/// is unset or unknown.
+pub fn outcome_from_fields(
+    outcome: i32,
+    exit_code: i32,
+    detail: &str,
+) -> Option<Result<(), JobFailure>> {
     use pb::Outcome as O;
-    Some(match O::try_from(claim.outcome).ok()? {
+    Some(match O::try_from(outcome).ok()? {
         O::Unspecified => return None,
         O::Success => Ok(()),
         O::OutOfFuel => Err(JobFailure::OutOfFuel),
         O::MemoryLimit => Err(JobFailure::MemoryLimit),
         O::Timeout => Err(JobFailure::Timeout),
-        O::Trap => Err(JobFailure::Trap(claim.detail.clone())),
-        O::InvalidModule => Err(JobFailure::InvalidModule(claim.detail.clone())),
+        O::Trap => Err(JobFailure::Trap(detail.to_string())),
+        O::InvalidModule => Err(JobFailure::InvalidModule(detail.to_string())),
         O::OutputTooLarge => Err(JobFailure::OutputTooLarge),
-        O::ExitCode => Err(JobFailure::ExitCode(claim.exit_code)),
+        O::ExitCode => Err(JobFailure::ExitCode(exit_code)),
     })
 }
 

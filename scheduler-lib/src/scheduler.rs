@@ -537,7 +537,7 @@ impl Scheduler {
 
     /// Runs a ledger operation off the async threads (it waits for fsync).
     /// Without a ledger, does nothing and returns `None`.
-    async fn in_ledger<R, F>(&self, op: F) -> Result<Option<R>, SchedulerError>
+    pub(crate) async fn in_ledger<R, F>(&self, op: F) -> Result<Option<R>, SchedulerError>
     where
         R: Send + 'static,
         F: FnOnce(&Ledger) -> Result<R, LedgerError> + Send + 'static,
@@ -546,6 +546,11 @@ impl Scheduler {
             None => Ok(None),
             Some(ledger) => in_ledger(ledger.clone(), op).await.map(Some),
         }
+    }
+
+    /// How many peer addresses this scheduler was configured with.
+    pub(crate) fn configured_peers(&self) -> usize {
+        self.config.peers.len()
     }
 
     /// The submitter's identity.
@@ -667,7 +672,7 @@ impl Scheduler {
         let mut reports = Vec::with_capacity(records.len());
         for record in records {
             let job_id = hash_from_slice(&record.job_id).unwrap_or_default();
-            reports.push((job_id, self.resume(record).await));
+            reports.push((job_id, self.resume(record, false).await));
         }
         Ok(reports)
     }
@@ -682,15 +687,24 @@ impl Scheduler {
             .ok_or_else(|| {
                 SchedulerError::Ledger(format!("no job {} in the ledger", hex::encode(job_id)))
             })?;
-        self.resume(record).await
+        self.resume(record, false).await
     }
 
-    async fn resume(&self, record: pb::JobRecord) -> Result<JobReport, SchedulerError> {
+    /// Places a recorded job again: one left SUBMITTED or RUNNING, or (with
+    /// `retry_failed`, as a batch resumes) one that FAILED without a verdict,
+    /// e.g. for want of workers. A job with a verdict is never run again.
+    pub(crate) async fn resume(
+        &self,
+        record: pb::JobRecord,
+        retry_failed: bool,
+    ) -> Result<JobReport, SchedulerError> {
         let job_id = hash_from_slice(&record.job_id).unwrap_or_default();
-        if !matches!(
-            record.state(),
-            pb::JobState::Submitted | pb::JobState::Running
-        ) {
+        let resumable = match record.state() {
+            pb::JobState::Submitted | pb::JobState::Running => true,
+            pb::JobState::Failed => retry_failed,
+            _ => false,
+        };
+        if !resumable {
             return Err(SchedulerError::InvalidJob(format!(
                 "job {} is already finished ({:?}: {})",
                 hex::encode(&job_id[..6]),
@@ -745,11 +759,13 @@ impl Scheduler {
         self.run_submission(&job, submission).await
     }
 
-    fn envelope_ttl(&self) -> Duration {
+    pub(crate) fn envelope_ttl(&self) -> Duration {
         self.config.job_timeout + Duration::from_secs(30)
     }
 
-    async fn run_submission(
+    /// Places, runs and decides a job whose record (if there is a ledger)
+    /// is already written.
+    pub(crate) async fn run_submission(
         &self,
         job: &Job,
         submission: Submission,

@@ -81,6 +81,27 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// For [`Verdict::NoQuorum`]: how the votes fell, for people (what the
+    /// ledger records as the job's state reason); `None` when accepted.
+    pub fn no_quorum_reason(&self) -> Option<String> {
+        let Verdict::NoQuorum {
+            needed,
+            runs,
+            failed_workers,
+        } = self
+        else {
+            return None;
+        };
+        let distinct: std::collections::HashSet<_> = runs.iter().map(|r| r.output_sha256).collect();
+        Some(format!(
+            "no result reached the {needed} agreeing votes needed: {} results in {} \
+             different outputs, {} replicas failed",
+            runs.len(),
+            distinct.len(),
+            failed_workers.len()
+        ))
+    }
+
     /// The agreed output, if a quorum was reached.
     pub fn accepted(&self) -> Option<&AgreedOutput> {
         match self {

@@ -2,6 +2,7 @@
 //! ephemeral ports, real gRPC, real signatures, real wasmtime.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod batch;
 mod certificates;
 mod failover;
 mod flood;

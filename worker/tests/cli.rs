@@ -199,3 +199,190 @@ fn sigterm_stops_an_idle_node_cleanly_and_at_once() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// Writes `n` JSON lines asking the primes job for primes up to
+/// `base`, `base + 1`, … and returns the path and the inputs.
+fn inputs_file(dir: &Path, n: usize, base: u64) -> (std::path::PathBuf, Vec<String>) {
+    let inputs: Vec<String> = (0..n as u64).map(|i| (base + i).to_string()).collect();
+    let lines: String = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{{\"stdin\": \"{s}\", \"id\": \"n{i}\"}}\n"))
+        .collect();
+    let path = dir.join("inputs.jsonl");
+    std::fs::write(&path, lines).unwrap();
+    (path, inputs)
+}
+
+/// The results file of a batch, parsed.
+fn results(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_batch_writes_every_verified_result_and_no_progress_when_not_a_terminal() {
+    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start()).collect();
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("primes.wasm");
+    std::fs::write(&module, peergrid_jobs::PRIMES.wasm).unwrap();
+    let (inputs, numbers) = inputs_file(work.path(), 12, 1000);
+    let out_path = work.path().join("results.jsonl");
+    let mut args = vec![
+        "submit",
+        module.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        out_path.to_str().unwrap(),
+        "--puzzle-bits",
+        "8",
+    ];
+    for n in &nodes {
+        args.extend(["--peer", n.addr.as_str()]);
+    }
+    let out = peergrid(&args, work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // stderr is a pipe: no bar, no carriage returns or escape codes; the
+    // batch id and the summary only.
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\u{1b}'),
+        "{stderr:?}"
+    );
+    assert!(stderr.contains("12 inputs: 12 verified"), "{stderr}");
+    assert!(stderr.contains("--resume"), "{stderr}");
+    let rows = results(&out_path);
+    assert_eq!(rows.len(), 12);
+    let mut seen = std::collections::HashSet::new();
+    for row in &rows {
+        let index = row["index"].as_u64().unwrap() as usize;
+        assert!(seen.insert(index));
+        assert_eq!(row["label"], format!("n{index}"));
+        assert_eq!(row["state"], "accepted");
+        assert_eq!(row["outcome"], "success");
+        let want = job_primes::run(numbers[index].as_bytes()).unwrap();
+        assert_eq!(row["stdout"].as_str().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_batch_killed_midway_resumes_without_losing_or_repeating_verified_work() {
+    let nodes: Vec<NodeProcess> = (0..3).map(|_| NodeProcess::start()).collect();
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("primes.wasm");
+    std::fs::write(&module, peergrid_jobs::PRIMES.wasm).unwrap();
+    // Big enough that the batch takes seconds with one slot per node.
+    let total = 40;
+    let (inputs, numbers) = inputs_file(work.path(), total, 3_000_000);
+    let first = work.path().join("first.jsonl");
+    let mut args: Vec<String> = [
+        "submit",
+        module.to_str().unwrap(),
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--out",
+        first.to_str().unwrap(),
+        "--puzzle-bits",
+        "8",
+    ]
+    .map(String::from)
+    .to_vec();
+    for n in &nodes {
+        args.extend(["--peer".to_string(), n.addr.clone()]);
+    }
+    let mut child = Command::new(PEERGRID)
+        .args(&args)
+        .env("PEERGRID_DATA_DIR", work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while results(&first).len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "no results in time");
+        assert!(child.try_wait().unwrap().is_none(), "the batch ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    let stderr = {
+        use std::io::Read;
+        let mut s = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut s).unwrap();
+        s
+    };
+    child.wait().unwrap();
+    let before = results(&first);
+    assert!(before.len() < total, "the batch finished before the kill");
+    let batch = stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "--resume")
+        .nth(1)
+        .expect("the batch id was printed")
+        .trim_end_matches(['`', ')'])
+        .to_string();
+
+    // What the ledger holds for the results written before the kill.
+    let placements = |job: &str| -> usize {
+        let ledger = scheduler_lib::Ledger::open(work.path().join("ledger.redb")).unwrap();
+        let id: [u8; 32] = hex::decode(job).unwrap().try_into().unwrap();
+        ledger.job(&id).unwrap().unwrap().placements.len()
+    };
+    let placed_before: Vec<(String, usize)> = before
+        .iter()
+        .map(|r| {
+            let job = r["job_id"].as_str().unwrap().to_string();
+            let n = placements(&job);
+            (job, n)
+        })
+        .collect();
+
+    let second = work.path().join("second.jsonl");
+    let mut resume = vec![
+        "submit".to_string(),
+        "--resume".into(),
+        batch,
+        "--out".into(),
+        second.to_str().unwrap().into(),
+        "--puzzle-bits".into(),
+        "8".into(),
+    ];
+    for n in &nodes {
+        resume.extend(["--peer".to_string(), n.addr.clone()]);
+    }
+    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let out = peergrid(&resume, work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let after = results(&second);
+    assert_eq!(after.len(), total, "{stderr}");
+    let mut seen = std::collections::HashSet::new();
+    for row in &after {
+        let index = row["index"].as_u64().unwrap() as usize;
+        assert!(seen.insert(index), "input {index} reported twice");
+        let want = job_primes::run(numbers[index].as_bytes()).unwrap();
+        assert_eq!(row["stdout"].as_str().unwrap(), want, "input {index}");
+    }
+    // Every result verified before the kill came from the ledger, and its
+    // job was not placed again.
+    for (job, placed) in placed_before {
+        let row = after.iter().find(|r| r["job_id"] == job.as_str()).unwrap();
+        assert_eq!(row["from_ledger"], true, "{row}");
+        assert_eq!(placements(&job), placed, "job {job} ran again");
+    }
+    // (A job may have been decided between its ledger write and the kill,
+    // before its line was written: it too comes from the ledger.)
+    let from_ledger = after.iter().filter(|r| r["from_ledger"] == true).count();
+    assert!(
+        from_ledger >= before.len() && from_ledger < total,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{from_ledger} already decided")),
+        "{stderr}"
+    );
+}

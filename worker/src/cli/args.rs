@@ -219,13 +219,30 @@ pub struct SubmitArgs {
     /// The WASM module (a WASI command).
     #[arg(required_unless_present = "resume")]
     pub module: Option<PathBuf>,
-    /// Resume a job of the ledger that did not finish (its id, or a unique
-    /// prefix of it, as printed in the summary) instead of submitting one.
-    #[arg(long, value_name = "JOB_ID", conflicts_with_all = ["module", "input", "args"])]
+    /// Resume a job or a batch of the ledger that did not finish (its id,
+    /// or a unique prefix of it, as printed when it started) instead of
+    /// submitting one. A batch reports the inputs already verified from the
+    /// ledger and runs only the rest.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["module", "input", "inputs", "args"])]
     pub resume: Option<String>,
     /// File to use as the job's stdin, or `-` for this process's stdin.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Run the module once per input, as one batch: a directory (each
+    /// regular file is one input's stdin, in name order) or a JSON-lines
+    /// file (one input per line: a JSON string that is the stdin, or an
+    /// object with `stdin` or `stdin_hex`, and optional `args` and `id`).
+    /// Results are written as they are verified (see `--out`).
+    #[arg(long, value_name = "DIR|FILE.jsonl", conflicts_with_all = ["input", "certificate"])]
+    pub inputs: Option<PathBuf>,
+    /// Where a batch writes its results: one JSON object per line and per
+    /// input, in the order they finish (default: stdout).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub out: Option<PathBuf>,
+    /// Jobs of a batch in flight at once (default: the free slots the grid
+    /// has when the batch starts, divided by the replicas).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..10_000))]
+    pub in_flight: Option<u64>,
     /// Workers that run the job (k) while their credibility is unknown; a
     /// strict majority must agree. Trusted workers may need fewer.
     #[arg(long, default_value_t = 3)]

@@ -5,8 +5,10 @@
 //! job itself failed (out of fuel, trap, non-zero exit, …); 5 `verify`: the
 //! certificate is invalid (or the output does not match it). `jobs` and
 //! `job` exit 0 whatever the job's state, 1 for an unknown or ambiguous id.
+//! `status` exits 1 when no node answers at the address.
 
 pub mod args;
+pub mod batch;
 #[cfg(feature = "demo")]
 pub mod bench;
 #[cfg(feature = "demo")]

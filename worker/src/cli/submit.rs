@@ -1,4 +1,5 @@
 //! `peergrid submit`: run a job on k workers; print the agreed output.
+//! (`--inputs`, a batch of many inputs, and resuming one: [`super::batch`].)
 
 use std::io::Write;
 use std::path::Path;
@@ -20,19 +21,24 @@ pub async fn run(args: SubmitArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     let ledger_path = dir.join(ledger::FILE_NAME);
     let ledger = Ledger::open(&ledger_path)
         .with_context(|| format!("opening the job ledger {}", ledger_path.display()))?;
-    let scheduler = Scheduler::new(
-        identity,
-        SchedulerConfig {
-            peers: args.peers.clone(),
-            puzzle_bits: args.puzzle_bits,
-            job_timeout: args.timeout,
-            insecure,
-            ..SchedulerConfig::default()
-        },
-    )
-    .with_ledger(ledger.clone())?;
+    let scheduler = std::sync::Arc::new(
+        Scheduler::new(
+            identity,
+            SchedulerConfig {
+                peers: args.peers.clone(),
+                puzzle_bits: args.puzzle_bits,
+                job_timeout: args.timeout,
+                insecure,
+                ..SchedulerConfig::default()
+            },
+        )
+        .with_ledger(ledger.clone())?,
+    );
     let report = match (&args.resume, &args.module) {
         (Some(prefix), _) => {
+            if let Some(batch_id) = super::batch::find_batch(&ledger, prefix)? {
+                return super::batch::resume(&args, scheduler, batch_id).await;
+            }
             let job_id = super::job::find_job(&ledger, prefix)?;
             if let Some(done) = finished(&ledger, &job_id)? {
                 return Ok(done);
@@ -43,6 +49,11 @@ pub async fn run(args: SubmitArgs, insecure: bool) -> anyhow::Result<ExitCode> {
                 ledger_path.display()
             );
             scheduler.resume_job(job_id).await?
+        }
+        (None, Some(module)) if args.inputs.is_some() => {
+            let module = read_module(module)?;
+            let inputs = args.inputs.clone().unwrap_or_default();
+            return super::batch::submit(&args, scheduler, module, &inputs).await;
         }
         (None, Some(module)) => {
             let module = read_module(module)?;
