@@ -3,8 +3,10 @@
 //! This crate is the wire format of peergrid and the cryptography that makes
 //! every message attributable to its author:
 //!
-//! - [`pb`]: the protobuf messages and the tonic client/server of the
-//!   `peergrid.v1.Worker` service, generated from `peergrid/v1/*.proto`.
+//! - [`pb`]: the protobuf messages and the tonic clients/servers of the
+//!   `peergrid.v1` services (`Worker`, `Membership`, `Node`), generated
+//!   from `peergrid/v1/*.proto`; [`FILE_DESCRIPTOR_SET`] describes them for
+//!   gRPC server reflection.
 //! - [`identity`]: a node's ed25519 [`Identity`] and its [`PeerId`]
 //!   (SHA-256 of the public key), stored on disk with mode 0600.
 //! - [`envelope`]: signing and verifying [`pb::SignedEnvelope`]s with a
@@ -41,6 +43,13 @@ pub mod tls;
 pub mod pb {
     tonic::include_proto!("peergrid.v1");
 }
+
+/// The encoded `google.protobuf.FileDescriptorSet` of every
+/// `peergrid/v1/*.proto` file, comments included: what a node's gRPC server
+/// reflection serves, so generic tools (grpcurl, grpcui, Postman) can list
+/// and call its services without the `.proto` files.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("peergrid_v1_descriptor");
 
 pub use envelope::{Domain, EnvelopeError, Verified};
 pub use hash::{Sha256Hash, sha256};
