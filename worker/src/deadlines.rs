@@ -2,10 +2,10 @@
 //! server, so no client can hold a handler, a stream or a slot forever.
 //!
 //! [`DeadlineLayer`] (a tower layer for `Server::layer`) gives each method
-//! its own deadline — short calls (`Hello`, `HasModules`, gossip, health)
-//! seconds, `Execute` the longest job plus compile time, `PutModule` the
-//! largest upload at a slow rate — and answers `DEADLINE_EXCEEDED` naming
-//! the limit when it passes. The request body of a unary call must arrive
+//! its own deadline — short calls (`Hello`, `HasModules`, gossip, status,
+//! health, reflection) seconds, `Execute` the longest job plus compile
+//! time, `PutModule` the largest upload at a slow rate — and answers
+//! `DEADLINE_EXCEEDED` naming the limit when it passes. The request body of a unary call must arrive
 //! within [`CallLimits::request_body`]: tonic reads it before any handler
 //! runs, so a client that opens a stream and never sends its message is
 //! cut off here. [`server_builder`] sets the HTTP/2 limits and installs the
@@ -28,8 +28,8 @@ use tower::layer::util::{Identity, Stack};
 /// [`crate::NodeConfig`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallLimits {
-    /// Short calls: `Hello`, `HasModules`, `Gossip`, `Members`, health
-    /// checks (default 10 s).
+    /// Short calls: `Hello`, `HasModules`, `Gossip`, `Members`, `Status`,
+    /// health checks, and a whole server-reflection stream (default 10 s).
     pub short_call: Duration,
     /// A whole `Execute` call, queueing, compiling and running included
     /// (default 15 min: the 10-minute job cap plus compile time).
@@ -92,7 +92,10 @@ fn kind_of(path: &str) -> Kind {
         | "/peergrid.v1.Worker/HasModules"
         | "/peergrid.v1.Membership/Gossip"
         | "/peergrid.v1.Membership/Members"
-        | "/grpc.health.v1.Health/Check" => Kind::Short,
+        | "/peergrid.v1.Node/Status"
+        | "/grpc.health.v1.Health/Check"
+        | "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => Kind::Short,
         _ => Kind::Other,
     }
 }
@@ -268,6 +271,18 @@ mod tests {
         );
         assert_eq!(
             limits.deadline(kind_of("/peergrid.v1.Membership/Gossip")).0,
+            limits.short_call
+        );
+        assert_eq!(
+            limits.deadline(kind_of("/peergrid.v1.Node/Status")).0,
+            limits.short_call
+        );
+        assert_eq!(
+            limits
+                .deadline(kind_of(
+                    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+                ))
+                .0,
             limits.short_call
         );
         assert_eq!(

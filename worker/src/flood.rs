@@ -12,6 +12,8 @@
 //! the membership ([`scheduler_lib::membership::MembershipConfig::inbound`]);
 //! the per-IP limit here sits in front of it, before the membership lock is
 //! taken and before an advert is verified, and also covers `Members` calls.
+//! `Node.Status` calls (read-only, but not free) have a per-IP limit of
+//! their own, so polling a node's status never spends its gossip budget.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -54,6 +56,9 @@ pub struct FloodConfig {
     /// 100, 50 a second (the membership adds its own, tighter, limit per
     /// claimed peer and IP).
     pub gossip_per_ip: Option<RateLimit>,
+    /// Inbound `Node.Status` calls per source IP. Default: burst 20, 5 a
+    /// second (a status page or `watch peergrid status` polls far slower).
+    pub status_per_ip: Option<RateLimit>,
     /// Keys each rate limiter remembers (IPs or submitters); default 65,536.
     pub rate_limit_keys: usize,
     /// Jobs one submitter may run on this node at once. `None` (the
@@ -87,6 +92,10 @@ impl Default for FloodConfig {
                 burst: 100,
                 per_sec: 50.0,
             }),
+            status_per_ip: Some(RateLimit {
+                burst: 20,
+                per_sec: 5.0,
+            }),
             rate_limit_keys: 65_536,
             max_jobs_per_submitter: None,
             penalty: PenaltyConfig::default(),
@@ -107,6 +116,7 @@ impl FloodConfig {
             execute_per_ip: loose,
             put_module_per_ip: loose,
             gossip_per_ip: loose,
+            status_per_ip: loose,
             ..Self::default()
         }
     }
@@ -307,6 +317,8 @@ pub enum LimitKind {
     PutModulePerPeer,
     /// [`FloodConfig::gossip_per_ip`].
     GossipPerIp,
+    /// [`FloodConfig::status_per_ip`].
+    StatusPerIp,
     /// [`FloodConfig::max_jobs_per_submitter`].
     JobsPerSubmitter,
     /// [`FloodConfig::penalty`]: shut out for ignoring refusals.
@@ -315,12 +327,13 @@ pub enum LimitKind {
 
 impl LimitKind {
     /// Every kind, in metrics order.
-    pub const ALL: [LimitKind; 7] = [
+    pub const ALL: [LimitKind; 8] = [
         LimitKind::ExecutePerIp,
         LimitKind::ExecutePerSubmitter,
         LimitKind::PutModulePerIp,
         LimitKind::PutModulePerPeer,
         LimitKind::GossipPerIp,
+        LimitKind::StatusPerIp,
         LimitKind::JobsPerSubmitter,
         LimitKind::PenaltyBox,
     ];
@@ -333,6 +346,7 @@ impl LimitKind {
             LimitKind::PutModulePerIp => "put_module_per_ip",
             LimitKind::PutModulePerPeer => "put_module_per_peer",
             LimitKind::GossipPerIp => "gossip_per_ip",
+            LimitKind::StatusPerIp => "status_per_ip",
             LimitKind::JobsPerSubmitter => "max_jobs_per_submitter",
             LimitKind::PenaltyBox => "penalty_box",
         }
@@ -433,6 +447,7 @@ pub struct FloodControl {
     put_module_per_ip: Option<Limit<IpAddr>>,
     put_module_per_peer: Option<Limit<PeerId>>,
     gossip_per_ip: Option<Limit<IpAddr>>,
+    status_per_ip: Option<Limit<IpAddr>>,
     jobs: Arc<SubmitterJobs>,
     ip_penalties: PenaltyBox<IpAddr>,
     peer_penalties: PenaltyBox<PeerId>,
@@ -485,6 +500,7 @@ impl FloodControl {
                 keys,
             ),
             gossip_per_ip: Limit::new(LimitKind::GossipPerIp, config.gossip_per_ip, keys),
+            status_per_ip: Limit::new(LimitKind::StatusPerIp, config.status_per_ip, keys),
             jobs: Arc::new(SubmitterJobs::new(config.jobs_per_submitter(slots))),
             ip_penalties: PenaltyBox::new(config.penalty, keys),
             peer_penalties: PenaltyBox::new(config.penalty, keys),
@@ -539,6 +555,11 @@ impl FloodControl {
     /// A `Gossip` or `Members` call from `ip`.
     pub fn gossip_from(&self, ip: Option<IpAddr>) -> Result<(), FloodRefusal> {
         self.check_ip(&self.gossip_per_ip, ip)
+    }
+
+    /// A `Node.Status` call from `ip`.
+    pub fn status_from(&self, ip: Option<IpAddr>) -> Result<(), FloodRefusal> {
+        self.check_ip(&self.status_per_ip, ip)
     }
 
     /// Counts a job of `submitter` as running until the ticket is dropped,

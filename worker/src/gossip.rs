@@ -122,6 +122,16 @@ impl Gossip {
         lock(&self.state).members(now_ms())
     }
 
+    /// The address this node's advert tells peers to dial.
+    pub fn advertised(&self) -> &str {
+        &self.advertise
+    }
+
+    /// Peers this node holds an outbound gossip channel to right now.
+    pub async fn channels(&self) -> usize {
+        self.conns.lock().await.len()
+    }
+
     /// Runs gossip rounds until the future is dropped.
     pub(crate) async fn run(self: Arc<Self>, node: Arc<Node>, identity: Identity) {
         let mut ticker = tokio::time::interval(self.interval);
@@ -296,7 +306,7 @@ fn own_advert(
     advert.cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     advert.max_job_memory_bytes = config.max_limits.memory_bytes;
     advert.max_limits = Some(config.max_limits.to_pb());
-    advert.version = concat!("peergrid ", env!("CARGO_PKG_VERSION")).to_string();
+    advert.version = crate::VERSION.to_string();
     sign_advert(identity, &advert)
 }
 

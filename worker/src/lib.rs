@@ -8,6 +8,10 @@
 //! threads ([`pool`]) inside the wasmtime sandbox, and answers with a result
 //! claim signed by its own identity.
 //!
+//! Beside it every node serves `peergrid.v1.Membership` ([`gossip`]),
+//! `peergrid.v1.Node` (its [`status`]), the standard gRPC health service and
+//! gRPC server reflection, so generic gRPC tools can inspect it.
+//!
 //! The `peergrid` binary in this crate is a thin command line over this
 //! library and [`scheduler_lib`].
 //!
@@ -43,9 +47,15 @@ pub mod penalty;
 pub mod policy;
 pub mod pool;
 pub mod replay;
+pub mod status;
 pub mod store;
 
 pub use config::{LOCAL_PUZZLE_BITS, NodeConfig};
 pub use gossip::GossipConfig;
 pub use local_grid::{GridNode, LocalGrid};
 pub use node::{Node, NodeError, NodeStats, WorkerService};
+pub use status::NodeStatus;
+
+/// This software's name and version, as nodes report it (`Hello`, adverts,
+/// `Status`): e.g. "peergrid 0.1.0".
+pub const VERSION: &str = concat!("peergrid ", env!("CARGO_PKG_VERSION"));

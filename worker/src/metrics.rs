@@ -18,7 +18,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use scheduler_lib::membership::PeerState;
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
@@ -269,28 +268,16 @@ pub fn render(node: &Node) -> String {
         "Connections closed for sending nothing within their deadline.",
         &single(gate.timed_out()),
     );
-    let (mut alive, mut suspect, mut dead, mut verified) = (0u64, 0u64, 0u64, 0u64);
-    if let Some(gossip) = node.gossip() {
-        for member in gossip.members() {
-            match member.state {
-                PeerState::Alive => alive += 1,
-                PeerState::Suspect => suspect += 1,
-                PeerState::Dead => dead += 1,
-            }
-            if member.verified_since_ms.is_some() {
-                verified += 1;
-            }
-        }
-    }
+    let peers = crate::status::MemberCounts::of_node(node);
     family(
         &mut out,
         "peergrid_peers",
         "gauge",
         "Peers in the membership table, by state.",
         &[
-            ("{state=\"alive\"}".into(), alive),
-            ("{state=\"suspect\"}".into(), suspect),
-            ("{state=\"dead\"}".into(), dead),
+            ("{state=\"alive\"}".into(), peers.alive),
+            ("{state=\"suspect\"}".into(), peers.suspect),
+            ("{state=\"dead\"}".into(), peers.dead),
         ],
     );
     family(
@@ -298,7 +285,7 @@ pub fn render(node: &Node) -> String {
         "peergrid_peers_verified",
         "gauge",
         "Peers whose advertised address was proven by a handshake.",
-        &single(verified),
+        &single(peers.verified),
     );
     family(
         &mut out,

@@ -46,6 +46,10 @@ pub enum NodeError {
     /// Membership could not start.
     #[error("membership: {0}")]
     Membership(String),
+    /// The server-reflection service could not be built from the
+    /// descriptors.
+    #[error("gRPC server reflection: {0}")]
+    Reflection(String),
 }
 
 /// Counters of what a node has done since it started.
@@ -84,6 +88,9 @@ pub struct Node {
     uploads: Semaphore,
     stats: NodeStats,
     started: Instant,
+    started_unix_ms: u64,
+    /// The address the gRPC server is bound to, once it serves.
+    listen_addr: std::sync::OnceLock<std::net::SocketAddr>,
     gossip: std::sync::OnceLock<Arc<crate::gossip::Gossip>>,
     flood: crate::flood::FloodControl,
     connections: Arc<crate::connections::ConnectionGate>,
@@ -131,6 +138,8 @@ impl Node {
             store,
             stats: NodeStats::default(),
             started: Instant::now(),
+            started_unix_ms: now_ms(),
+            listen_addr: std::sync::OnceLock::new(),
             gossip: std::sync::OnceLock::new(),
             flood: crate::flood::FloodControl::new(&config.flood, config.slots),
             connections: Arc::new(crate::connections::ConnectionGate::new(
@@ -198,16 +207,31 @@ impl Node {
         self.started.elapsed()
     }
 
-    /// Serves gRPC (the worker service and the standard health service) on
-    /// `listener` until `shutdown` completes; in-flight calls then finish.
+    /// When the node was built, in milliseconds since the Unix epoch.
+    pub fn started_at_unix_ms(&self) -> u64 {
+        self.started_unix_ms
+    }
+
+    /// The address the gRPC server is bound to; `None` until it serves.
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen_addr.get().copied()
+    }
+
+    /// Serves gRPC on `listener` until `shutdown` completes; in-flight
+    /// calls then finish. The services: `peergrid.v1.Worker`,
+    /// `peergrid.v1.Membership`, `peergrid.v1.Node` (status), the standard
+    /// health service `grpc.health.v1.Health`, and server reflection
+    /// (`grpc.reflection.v1` and `v1alpha`) describing all of them.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), NodeError> {
+        let local = listener.local_addr()?;
+        let _ = self.listen_addr.set(local);
         let advertise = match &self.config.gossip.advertise {
             Some(addr) => addr.clone(),
-            None => listener.local_addr()?.to_string(),
+            None => local.to_string(),
         };
         let gossip = Arc::new(crate::gossip::Gossip::new(
             &self,
@@ -219,6 +243,12 @@ impl Node {
         health_reporter
             .set_serving::<pb::worker_server::WorkerServer<WorkerService>>()
             .await;
+        health_reporter
+            .set_serving::<pb::node_server::NodeServer<crate::status::StatusService>>()
+            .await;
+        let (reflection, reflection_v1alpha) = reflection()?;
+        let status =
+            pb::node_server::NodeServer::new(crate::status::StatusService::new(Arc::clone(&self)));
         let membership =
             pb::membership_server::MembershipServer::new(crate::gossip::MembershipService {
                 node: Arc::clone(&self),
@@ -234,7 +264,10 @@ impl Node {
         let gate = Arc::clone(&worker_gate);
         let router = crate::deadlines::server_builder(&calls)
             .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha)
             .add_service(membership)
+            .add_service(status)
             .add_service(worker);
         let server = async move {
             match transport {
@@ -282,7 +315,7 @@ impl Node {
     }
 
     /// Counts a call refused by flood control and turns it into its status.
-    fn shed(&self, refusal: &crate::flood::FloodRefusal) -> Status {
+    pub(crate) fn shed(&self, refusal: &crate::flood::FloodRefusal) -> Status {
         self.stats.rate_limited.add(refusal.kind());
         refusal.to_status()
     }
@@ -395,6 +428,32 @@ impl Node {
     }
 }
 
+/// gRPC server reflection (v1, and v1alpha for older tools) over every
+/// service a node serves: the `peergrid.v1` ones and the health service
+/// (the reflection service describes itself).
+fn reflection() -> Result<
+    (
+        tonic_reflection::pb::v1::server_reflection_server::ServerReflectionServer<
+            impl tonic_reflection::pb::v1::server_reflection_server::ServerReflection,
+        >,
+        tonic_reflection::pb::v1alpha::server_reflection_server::ServerReflectionServer<
+            impl tonic_reflection::pb::v1alpha::server_reflection_server::ServerReflection,
+        >,
+    ),
+    NodeError,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(peergrid_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let error = |e: tonic_reflection::server::Error| NodeError::Reflection(e.to_string());
+    Ok((
+        builder().build_v1().map_err(error)?,
+        builder().build_v1alpha().map_err(error)?,
+    ))
+}
+
 /// Compiles (once per node, cached) and runs a job. Runs on a pool thread.
 fn run_job(
     sandbox: &Sandbox,
@@ -490,7 +549,7 @@ impl pb::worker_server::Worker for WorkerService {
             max_limits: Some(node.config.max_limits.to_pb()),
             max_module_bytes: node.config.max_module_bytes,
             max_input_bytes: node.config.max_input_bytes,
-            version: concat!("peergrid ", env!("CARGO_PKG_VERSION")).to_string(),
+            version: crate::VERSION.to_string(),
             challenge_signature,
         }))
     }
