@@ -42,6 +42,9 @@ pub enum Command {
     /// The node's configuration: `config show` prints what `peergrid node`
     /// would use after merging its config file and flags.
     Config(ConfigArgs),
+    /// Ask the running node (this machine's, by default) what it is doing:
+    /// peer id, uptime, slots, jobs run/failed/rejected, work done, peers.
+    Status(StatusArgs),
     /// Run a job on k workers and print the output a majority agreed on.
     Submit(SubmitArgs),
     /// Run a job locally in the same sandbox (the reference result).
@@ -320,6 +323,33 @@ pub struct PeersArgs {
     pub output_format: OutputFormat,
 }
 
+/// `peergrid status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The node to ask (host:port) [default: the listen address of the
+    /// node configuration, as `peergrid config show` prints it, on
+    /// loopback if it is 0.0.0.0 or [::]].
+    #[arg(long, value_name = "ADDR")]
+    pub node: Option<String>,
+    /// The node's config file, for its listen address, data directory and
+    /// `insecure` [default: node.toml in the user's config dir, if it
+    /// exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory whose identity this client presents over TLS (none
+    /// there: a throwaway one) [default: the config's, else the user's
+    /// data dir].
+    #[arg(long, env = "PEERGRID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Give up connecting after this long, and waiting for the answer after
+    /// as long again (e.g. 5s).
+    #[arg(long, default_value = "5s", value_parser = humantime_duration)]
+    pub timeout: Duration,
+    /// What to print on stdout.
+    #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
+    pub output_format: OutputFormat,
+}
+
 /// `peergrid jobs`.
 #[derive(Debug, Args)]
 pub struct JobsArgs {
@@ -349,13 +379,13 @@ pub struct JobArgs {
     pub output_format: OutputFormat,
 }
 
-/// How `verify`, `peers`, `jobs` and `job` print their reports.
+/// How `verify`, `peers`, `jobs`, `job` and `status` print their reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
     /// Aligned lines for people.
     Text,
-    /// JSON: one object (`verify`, `job`) or an array of them (`peers`,
-    /// `jobs`).
+    /// JSON: one object (`verify`, `job`, `status`) or an array of them
+    /// (`peers`, `jobs`).
     Json,
 }
 

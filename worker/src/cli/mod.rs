@@ -26,6 +26,7 @@ pub mod node;
 pub mod peers;
 pub mod report;
 pub mod run;
+pub mod status;
 pub mod submit;
 pub mod verify;
 
@@ -52,6 +53,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(a) => match a.command {
             args::ConfigCommand::Show(a) => config::show(&a, cli.insecure),
         },
+        Command::Status(a) => runtime()?.block_on(status::run(a, cli.insecure)),
         Command::Submit(a) => runtime()?.block_on(submit::run(a, cli.insecure)),
         Command::Run(a) => run::run(a),
         Command::Verify(a) => verify::run(a),
