@@ -13,5 +13,6 @@ mod persistence;
 mod quorum;
 mod reputation;
 mod signatures;
+mod status;
 mod tls;
 mod transport;
