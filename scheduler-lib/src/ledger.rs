@@ -469,6 +469,19 @@ impl Ledger {
         self.update_job_and_peers(job_id, &[], f)
     }
 
+    /// Like [`Ledger::update_job`], but without waiting for the disk: the
+    /// change is visible at once and reaches the disk with the next durable
+    /// write, so a crash in between loses it. For notes whose loss costs
+    /// nothing but detail (a replica placed: after a crash the job is placed
+    /// again anyway), so that they do not cost an fsync each.
+    pub fn update_job_lazily<R>(
+        &self,
+        job_id: &Sha256Hash,
+        f: impl FnOnce(&mut pb::JobRecord) -> R,
+    ) -> Result<R, LedgerError> {
+        self.update(Durability::None, job_id, &[], f)
+    }
+
     /// Like [`Ledger::update_job`], and stores the reputation records
     /// `peers` in the same transaction: a verdict and the reputation changes
     /// it causes reach the disk together or not at all.
@@ -478,7 +491,17 @@ impl Ledger {
         peers: &[(PeerId, Vec<u8>)],
         f: impl FnOnce(&mut pb::JobRecord) -> R,
     ) -> Result<R, LedgerError> {
-        self.write(|txn| {
+        self.update(Durability::Immediate, job_id, peers, f)
+    }
+
+    fn update<R>(
+        &self,
+        durability: Durability,
+        job_id: &Sha256Hash,
+        peers: &[(PeerId, Vec<u8>)],
+        f: impl FnOnce(&mut pb::JobRecord) -> R,
+    ) -> Result<R, LedgerError> {
+        self.write_with(durability, |txn| {
             let mut jobs = txn.open_table(JOBS)?;
             let mut record = {
                 let stored = jobs
@@ -590,8 +613,16 @@ impl Ledger {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<R, LedgerError>,
     ) -> Result<R, LedgerError> {
+        self.write_with(Durability::Immediate, f)
+    }
+
+    fn write_with<R>(
+        &self,
+        durability: Durability,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, LedgerError>,
+    ) -> Result<R, LedgerError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(durability)?;
         match f(&txn) {
             Ok(out) => {
                 txn.commit()?;

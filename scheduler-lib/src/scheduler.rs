@@ -992,12 +992,13 @@ impl Scheduler {
         let ledger = self.ledger.clone().filter(|_| record);
         set.spawn(
             async move {
-                // Record the placement before sending: a crash from here on
-                // leaves a trace to resume from.
+                // Record the placement before sending. Lazily: a crash
+                // that loses the note only loses detail, since an unfinished
+                // job is placed afresh when it resumes.
                 if let Some(ledger) = ledger {
                     let placement = ledger::placement_record(peer, conn.addr(), &nonce, now_ms());
                     let recorded = in_ledger(ledger, move |l| {
-                        l.update_job(&job_id, |r| {
+                        l.update_job_lazily(&job_id, |r| {
                             r.placements.push(placement);
                             r.set_state(pb::JobState::Running);
                             r.state_reason = "replicas running".into();
