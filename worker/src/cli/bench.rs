@@ -214,6 +214,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             adaptive_executions as f64 / args.jobs as f64
         );
     }
+    println!("\n{}", super::bench_load::throughput(args.jobs).await?);
+    println!("{}", super::bench_load::memory().await?);
     let cold = tokio::task::spawn_blocking(cold_start)
         .await
         .context("cold-start thread")??;

@@ -12,6 +12,8 @@ pub mod batch;
 #[cfg(feature = "demo")]
 pub mod bench;
 #[cfg(feature = "demo")]
+pub mod bench_load;
+#[cfg(feature = "demo")]
 pub mod bench_native;
 pub mod config;
 #[cfg(feature = "demo")]

@@ -1,0 +1,236 @@
+//! `peergrid bench`, issue 6 rows 3 and 5: throughput of verified jobs with
+//! 4 nodes (batch mode vs one job at a time), and the memory (RSS) of a
+//! real `peergrid node` process, idle and with every slot running.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use peergrid_proto::Identity;
+use peergrid_worker::{LocalGrid, NodeConfig};
+use scheduler_lib::batch::{Batch, Task};
+use scheduler_lib::{Job, Scheduler, SchedulerConfig};
+
+/// Nodes of the throughput grid.
+const NODES: usize = 4;
+/// Job slots per node (2 cores here: more only queue).
+const SLOTS: usize = 2;
+
+/// Row 3: verified jobs per second, trivial job, fixed k=3, 4 in-process
+/// nodes: `jobs` submitted one at a time, then as one batch (no ledger,
+/// then with the redb ledger as `peergrid submit --inputs` keeps it).
+/// Returns the table as text.
+pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
+    let configs = (0..NODES)
+        .map(|_| {
+            let mut c = NodeConfig::local();
+            c.slots = SLOTS;
+            c
+        })
+        .collect();
+    let mut grid = LocalGrid::start(configs).await?;
+    let new_scheduler = || {
+        Scheduler::new(
+            Identity::generate(),
+            SchedulerConfig {
+                puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
+                peers: grid.addrs(),
+                ..SchedulerConfig::default()
+            },
+        )
+    };
+    let trivial = |i: usize| Job::new(peergrid_jobs::HASHCHAIN.wasm).stdin(format!("1 x{i}"));
+    let scheduler = Arc::new(new_scheduler());
+    // Warm-up: every node holds and has compiled the module.
+    for i in 0..10 {
+        scheduler.submit(&trivial(i).replicas(3)).await?;
+    }
+
+    let started = Instant::now();
+    for i in 0..jobs {
+        let report = scheduler
+            .submit(&trivial(i).replicas(3).adaptive(false))
+            .await?;
+        anyhow::ensure!(
+            report.verdict.accepted().is_some(),
+            "one-at-a-time job not accepted"
+        );
+    }
+    let sequential = started.elapsed();
+
+    let batch = |scheduler: Arc<Scheduler>, in_flight: Option<usize>| async move {
+        let template = Job::new(peergrid_jobs::HASHCHAIN.wasm)
+            .replicas(3)
+            .adaptive(false);
+        let tasks = (0..jobs).map(|i| Task::new(format!("1 y{i}")));
+        let started = Instant::now();
+        let mut batch = Batch::new(template, tasks);
+        batch.in_flight = in_flight;
+        let mut run = scheduler.submit_batch(batch).await?;
+        let in_flight = run.in_flight;
+        while run.next().await.is_some() {}
+        let elapsed = started.elapsed();
+        let p = run.progress();
+        anyhow::ensure!(
+            p.accepted == jobs,
+            "batch: only {} of {jobs} accepted: {p:?}",
+            p.accepted
+        );
+        anyhow::Ok((elapsed, in_flight))
+    };
+    let (batched, in_flight) = batch(Arc::clone(&scheduler), None).await?;
+    let mut deeper = Vec::new();
+    for n in [4, 8, 16, 32] {
+        deeper.push((n, batch(Arc::clone(&scheduler), Some(n)).await?.0));
+    }
+    let ledger_dir = tempfile::tempdir()?;
+    let ledger =
+        scheduler_lib::Ledger::open(ledger_dir.path().join(scheduler_lib::ledger::FILE_NAME))?;
+    let with_ledger = Arc::new(new_scheduler().with_ledger(ledger)?);
+    let (ledgered, _) = batch(with_ledger, None).await?;
+    grid.stop().await;
+
+    let rate = |d: Duration| jobs as f64 / d.as_secs_f64();
+    let mut out = format!(
+        "throughput: {jobs} trivial jobs (hashchain, 1 round), fixed k=3, {NODES} nodes x {SLOTS} \
+         slots in this process, TLS; batch: {in_flight} jobs in flight\n\n\
+         | mode | verified jobs/s | executions/s | vs one at a time |\n|---|---|---|---|\n"
+    );
+    let mut rows = vec![
+        ("one at a time (submit)".to_string(), sequential),
+        ("batch (submit_batch), no ledger".to_string(), batched),
+        (
+            "batch, with the redb ledger (as `submit --inputs`)".to_string(),
+            ledgered,
+        ),
+    ];
+    for (n, d) in deeper {
+        rows.push((format!("batch, {n} in flight, no ledger"), d));
+    }
+    for (label, d) in rows {
+        out.push_str(&format!(
+            "| {label} | {:.0} | {:.0} | {:.2}x |\n",
+            rate(d),
+            rate(d) * 3.0,
+            rate(d) / rate(sequential)
+        ));
+    }
+    Ok(out)
+}
+
+/// A `peergrid node` child process of this executable, killed on drop.
+struct NodeProcess {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NodeProcess {
+    fn start(slots: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let exe = std::env::current_exe().context("locating this executable")?;
+        let mut child = Command::new(exe)
+            .args(["node", "--listen", "127.0.0.1:0", "--puzzle-bits", "8"])
+            .args(["--slots", &slots.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting a node process")?;
+        let stdout = child.stdout.take().context("node stdout")?;
+        let mut addr = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                addr = rest.split_whitespace().next().map(str::to_string);
+                break;
+            }
+        }
+        let addr = addr.context("the node never said where it listens")?;
+        Ok(Self {
+            child,
+            addr,
+            _dir: dir,
+        })
+    }
+
+    /// Resident memory now, in bytes (Linux: /proc; `None` elsewhere).
+    fn rss(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Row 5: RSS of one `peergrid node` process idle (after start-up settles)
+/// and its peak while all its slots run the Mandelbrot sample (sampled
+/// every 10 ms). Returns the table as text, or a note where /proc is
+/// missing.
+pub async fn memory() -> anyhow::Result<String> {
+    let slots = 2;
+    let node = NodeProcess::start(slots)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Some(idle) = node.rss() else {
+        return Ok("memory: /proc/<pid>/status not readable here; RSS not measured\n".into());
+    };
+    let scheduler = Arc::new(Scheduler::new(
+        Identity::generate(),
+        SchedulerConfig {
+            puzzle_bits: 8,
+            peers: vec![node.addr.clone()],
+            ..SchedulerConfig::default()
+        },
+    ));
+    let job = &peergrid_jobs::MANDELBROT;
+    let template = Job::new(job.wasm)
+        .args(job.sample_args.iter().copied())
+        .replicas(1)
+        .adaptive(false);
+    let tasks = (0..slots * 8).map(|_| Task::new(job.sample_stdin.to_vec()));
+    let mut run = scheduler
+        .submit_batch(Batch::new(template, tasks).in_flight(slots))
+        .await?;
+    let mut peak = idle;
+    let mut busy_samples = 0usize;
+    let mut ticker = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            next = run.next() => if next.is_none() { break },
+            _ = ticker.tick() => {
+                if run.progress().in_flight > 0 {
+                    busy_samples += 1;
+                }
+                if let Some(rss) = node.rss() {
+                    peak = peak.max(rss);
+                }
+            }
+        }
+    }
+    let p = run.progress();
+    anyhow::ensure!(
+        p.accepted == slots * 8,
+        "memory bench jobs not accepted: {p:?}"
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Ok(format!(
+        "memory: one `peergrid node` process ({slots} slots), RSS from /proc\n\n\
+         | state | RSS MiB |\n|---|---|\n\
+         | idle, 2 s after start | {:.1} |\n\
+         | peak while {slots} slots run {} ({} jobs, {busy_samples} samples) | {:.1} |\n",
+        mib(idle),
+        job.name,
+        slots * 8,
+        mib(peak)
+    ))
+}
