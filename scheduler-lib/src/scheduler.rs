@@ -151,6 +151,8 @@ struct Round<'a> {
     failures: Vec<WorkerFailure>,
     set: JoinSet<Attempt>,
     decision: Decision,
+    /// Replicas placed beyond the first plan (disagreement, failures).
+    escalations: usize,
 }
 
 impl Round<'_> {
@@ -186,8 +188,10 @@ impl Round<'_> {
     fn step(&mut self) {
         self.decision = self.verification.decide();
         if let Decision::NeedMore(n) = self.decision {
-            if self.place(n) > 0 {
+            let placed = self.place(n);
+            if placed > 0 {
                 info!(n, "escalating: more replicas placed");
+                self.escalations += placed;
             } else {
                 // No unused worker left: a strict majority of the job's k
                 // still decides, as it would without reputations.
@@ -209,6 +213,60 @@ impl Round<'_> {
             .into_iter()
             .find(|&(_, n)| n >= needed && n * 2 > votes)
             .map_or(Decision::NoQuorum, |(key, _)| Decision::Accept(key))
+    }
+
+    /// What the job waits for now, in words: written to the ledger (without
+    /// an fsync) so `peergrid job ID` can say it, even after a crash.
+    fn waiting_for(&self) -> String {
+        let votes = self.verification.votes().len();
+        let pending = self.verification.pending();
+        let needed = self.job.replicas / 2 + 1;
+        let mut agreeing: HashMap<VoteKey, usize> = HashMap::new();
+        for v in self.verification.votes() {
+            *agreeing.entry(v.key).or_default() += 1;
+        }
+        let best = agreeing.values().copied().max().unwrap_or(0);
+        let mut text = if votes == 0 {
+            format!("{pending} replicas running; waiting for the first result")
+        } else {
+            format!(
+                "waiting for quorum: {votes} results in ({} distinct, the largest group {best}; \
+                 {needed} agreeing votes settle it), {pending} replicas still running",
+                agreeing.len()
+            )
+        };
+        if self.escalations > 0 {
+            text += &format!(
+                "; escalated: {} extra replicas placed after disagreement or failures",
+                self.escalations
+            );
+        }
+        if !self.failures.is_empty() {
+            text += &format!("; {} replicas failed", self.failures.len());
+        }
+        text
+    }
+
+    /// Records [`Round::waiting_for`] as the job's state reason.
+    async fn note_state(&self) {
+        if self.scheduler.ledger.is_none() {
+            return;
+        }
+        let (job_id, reason) = (self.submission.job_id, self.waiting_for());
+        debug!(%reason, "job state");
+        let noted = self
+            .scheduler
+            .in_ledger(move |l| {
+                l.update_job_lazily(&job_id, |r| {
+                    if matches!(r.state(), pb::JobState::Submitted | pb::JobState::Running) {
+                        r.state_reason = reason;
+                    }
+                })
+            })
+            .await;
+        if let Err(e) = noted {
+            warn!(error = %e, "could not note the job's state in the ledger");
+        }
     }
 
     fn done(&self) -> bool {
@@ -283,6 +341,9 @@ impl Round<'_> {
                 }
             }
             self.step();
+            if !self.done() {
+                self.note_state().await;
+            }
         }
         if !self.set.is_empty() {
             // Whatever is still running missed the deadline.
@@ -950,9 +1011,11 @@ impl Scheduler {
             failures: Vec::new(),
             set: JoinSet::new(),
             decision: Decision::Wait,
+            escalations: 0,
         };
         round.place(plan.replicas);
         round.step();
+        round.note_state().await;
         round.collect().await;
         let now = now_ms();
         let evidence = round
@@ -1000,8 +1063,9 @@ impl Scheduler {
                     let recorded = in_ledger(ledger, move |l| {
                         l.update_job_lazily(&job_id, |r| {
                             r.placements.push(placement);
+                            // (The reason is the round's to say: see
+                            // `Round::note_state`.)
                             r.set_state(pb::JobState::Running);
-                            r.state_reason = "replicas running".into();
                         })
                     })
                     .await;

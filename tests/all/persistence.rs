@@ -119,3 +119,48 @@ async fn a_job_whose_submitter_died_mid_flight_is_resumed_to_a_verdict() {
         record.failures
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_says_what_it_waits_for_in_the_ledger() {
+    let grid = honest_grid(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path().join(scheduler_lib::ledger::FILE_NAME)).unwrap();
+    let sched = Arc::new(scheduler_with(&grid, Identity::generate(), ledger.clone()));
+    // Long enough (hundreds of ms per replica) to be seen while it runs.
+    let job = Job::new(peergrid_jobs::PRIMES.wasm)
+        .stdin(b"30000000".to_vec())
+        .replicas(3)
+        .adaptive(false);
+    let running = tokio::spawn({
+        let sched = Arc::clone(&sched);
+        async move { sched.submit(&job).await }
+    });
+    let mut seen = Vec::new();
+    while !running.is_finished() {
+        for summary in ledger.jobs().unwrap() {
+            let record = ledger.job(&summary.job_id).unwrap().unwrap();
+            if matches!(
+                record.state(),
+                pb::JobState::Submitted | pb::JobState::Running
+            ) && seen.last() != Some(&record.state_reason)
+            {
+                seen.push(record.state_reason.clone());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = running.await.unwrap().unwrap();
+    assert!(report.verdict.accepted().is_some());
+    assert!(
+        seen.iter()
+            .any(|s| s == "3 replicas running; waiting for the first result"),
+        "{seen:?}"
+    );
+    let record = ledger.job(&report.job_id).unwrap().unwrap();
+    assert_eq!(record.state(), pb::JobState::Accepted);
+    assert!(
+        record.state_reason.contains("3 workers agreed"),
+        "{}",
+        record.state_reason
+    );
+}
