@@ -4,6 +4,7 @@
 
 mod batch;
 mod certificates;
+mod embed;
 mod failover;
 mod flood;
 mod hostile;

@@ -356,6 +356,9 @@ pub struct JobsArgs {
     /// Data directory holding the ledger `peergrid submit` keeps.
     #[arg(long, env = "PEERGRID_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Also list every job of every batch (a batch is otherwise one line).
+    #[arg(long)]
+    pub all: bool,
     /// What to print on stdout.
     #[arg(long, visible_alias = "output", value_enum, default_value = "text")]
     pub output_format: OutputFormat,
