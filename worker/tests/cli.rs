@@ -231,6 +231,10 @@ fn a_batch_writes_every_verified_result_and_no_progress_when_not_a_terminal() {
     let module = work.path().join("primes.wasm");
     std::fs::write(&module, peergrid_jobs::PRIMES.wasm).unwrap();
     let (inputs, numbers) = inputs_file(work.path(), 12, 1000);
+    // A 13th input the job rejects: a quorum agrees the program failed.
+    let mut lines = std::fs::read_to_string(&inputs).unwrap();
+    lines.push_str("\"not a number\"\n");
+    std::fs::write(&inputs, lines).unwrap();
     let out_path = work.path().join("results.jsonl");
     let mut args = vec![
         "submit",
@@ -247,27 +251,85 @@ fn a_batch_writes_every_verified_result_and_no_progress_when_not_a_terminal() {
     }
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
     // stderr is a pipe: no bar, no carriage returns or escape codes; the
     // batch id and the summary only.
     assert!(
         !stderr.contains('\r') && !stderr.contains('\u{1b}'),
         "{stderr:?}"
     );
-    assert!(stderr.contains("12 inputs: 12 verified"), "{stderr}");
+    assert!(
+        stderr.contains("13 inputs: 13 verified (1 of them a program failure)"),
+        "{stderr}"
+    );
     assert!(stderr.contains("--resume"), "{stderr}");
     let rows = results(&out_path);
-    assert_eq!(rows.len(), 12);
+    assert_eq!(rows.len(), 13);
     let mut seen = std::collections::HashSet::new();
     for row in &rows {
         let index = row["index"].as_u64().unwrap() as usize;
         assert!(seen.insert(index));
+        if index == 12 {
+            assert_eq!(row["label"], "line 13");
+            assert_eq!(row["outcome"], "exit code 2");
+            assert!(row["stderr"].as_str().unwrap().contains("job-primes"));
+            continue;
+        }
         assert_eq!(row["label"], format!("n{index}"));
         assert_eq!(row["state"], "accepted");
         assert_eq!(row["outcome"], "success");
         let want = job_primes::run(numbers[index].as_bytes()).unwrap();
         assert_eq!(row["stdout"].as_str().unwrap(), want);
     }
+
+    // `peergrid jobs`: the batch is one line; its jobs only with --all.
+    let batch = batch_id(&stderr);
+    let out = peergrid(&["jobs"], work.path());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        listing.contains(&format!("batch {batch}"))
+            && listing.contains("13 inputs: 12 ok, 1 program failed"),
+        "{listing}"
+    );
+    assert_eq!(listing.lines().count(), 1, "{listing}");
+    let out = peergrid(&["jobs", "--all"], work.path());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1 + 1 + 1 + 13
+    );
+    let out = peergrid(&["jobs", "--output", "json"], work.path());
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs.as_array().unwrap().len(), 13);
+    assert!(
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["batch_id"].as_str().unwrap().starts_with(&batch))
+    );
+    // `peergrid job BATCH`: the input that failed, and why.
+    let out = peergrid(&["job", &batch], work.path());
+    let explained = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        explained.contains("input 12 (line 13): accepted") && explained.contains("exit code 2"),
+        "{explained}"
+    );
+    let out = peergrid(&["job", &batch, "--output", "json"], work.path());
+    let explained: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(explained["succeeded"], 12);
+    assert_eq!(explained["problems"][0]["index"], 12);
+}
+
+/// The batch id prefix a `submit --inputs` printed in its resume hint.
+fn batch_id(stderr: &str) -> String {
+    stderr
+        .split_whitespace()
+        .skip_while(|w| *w != "--resume")
+        .nth(1)
+        .expect("the batch id was printed")
+        .trim_end_matches(['`', ')'])
+        .to_string()
 }
 
 #[test]
@@ -318,13 +380,14 @@ fn a_batch_killed_midway_resumes_without_losing_or_repeating_verified_work() {
     child.wait().unwrap();
     let before = results(&first);
     assert!(before.len() < total, "the batch finished before the kill");
-    let batch = stderr
-        .split_whitespace()
-        .skip_while(|w| *w != "--resume")
-        .nth(1)
-        .expect("the batch id was printed")
-        .trim_end_matches(['`', ')'])
-        .to_string();
+    let batch = batch_id(&stderr);
+    // Interrupted: `peergrid jobs` says so and how to finish it.
+    let out = peergrid(&["jobs"], work.path());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("unfinished") && listing.contains(&format!("--resume {batch}")),
+        "{listing}"
+    );
 
     // What the ledger holds for the results written before the kill.
     let placements = |job: &str| -> usize {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use peergrid_proto::Sha256Hash;
+use peergrid_proto::{Sha256Hash, pb};
 use scheduler_lib::batch::{Batch, BatchProgress, BatchRun, Task, TaskOutcome, TaskResult};
 use scheduler_lib::{Job, Ledger, Scheduler};
 use serde_json::{Value, json};
@@ -376,5 +376,188 @@ mod tests {
             let e = format!("{:#}", parse_line(line, 1).unwrap_err());
             assert!(e.contains(words), "{line}: {e}");
         }
+    }
+}
+
+/// Where one batch of the ledger stands, for `peergrid jobs` and
+/// `peergrid job BATCH_ID`.
+pub struct BatchSummary {
+    /// The batch id.
+    pub id: Sha256Hash,
+    /// The batch's record.
+    pub record: pb::BatchRecord,
+    /// Accepted, and the program succeeded.
+    pub succeeded: usize,
+    /// Accepted, and the program failed (fuel, trap, exit code).
+    pub program_failed: usize,
+    /// No result reached a quorum.
+    pub no_quorum: usize,
+    /// Failed without a verdict (a resume tries them again).
+    pub failed: usize,
+    /// No verdict yet: interrupted before it, or never placed.
+    pub unfinished: usize,
+    /// The inputs that did not succeed, in input order.
+    pub problems: Vec<Problem>,
+}
+
+/// One input of a batch that did not succeed.
+pub struct Problem {
+    /// Its position in the batch.
+    pub index: usize,
+    /// Its label.
+    pub label: String,
+    /// Its job (explained by `peergrid job ID`).
+    pub job_id: Sha256Hash,
+    /// The job's state (`accepted`, `no_quorum`, `failed`, `submitted`, ...).
+    pub state: &'static str,
+    /// Why, from the job's record.
+    pub why: String,
+}
+
+impl BatchSummary {
+    /// Reads every job of `record` from `ledger` and counts them.
+    pub fn of(ledger: &Ledger, record: pb::BatchRecord) -> anyhow::Result<Self> {
+        let id = peergrid_proto::hash::hash_from_slice(&record.batch_id)
+            .context("a batch record with an id that is not 32 bytes")?;
+        let mut summary = Self {
+            id,
+            succeeded: 0,
+            program_failed: 0,
+            no_quorum: 0,
+            failed: 0,
+            unfinished: 0,
+            problems: Vec::new(),
+            record: pb::BatchRecord::default(),
+        };
+        for (index, raw) in record.job_ids.iter().enumerate() {
+            let label = record
+                .labels
+                .get(index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string());
+            let job_id = peergrid_proto::hash::hash_from_slice(raw).unwrap_or_default();
+            let job = ledger.job(&job_id)?;
+            let short = hex::encode(&job_id[..6]);
+            let status = job.as_ref().map(|j| super::job::Status::of(j, &short));
+            let (state, why) = match (&job, status) {
+                (None, _) | (_, None) => {
+                    summary.failed += 1;
+                    (
+                        "missing",
+                        "its job record is missing from the ledger".to_string(),
+                    )
+                }
+                (Some(job), Some(status)) => {
+                    match job.state() {
+                        pb::JobState::Accepted => {
+                            let ok = job
+                                .verdict
+                                .as_ref()
+                                .is_some_and(|v| v.outcome() == pb::Outcome::Success);
+                            if ok {
+                                summary.succeeded += 1;
+                                continue;
+                            }
+                            summary.program_failed += 1;
+                        }
+                        pb::JobState::NoQuorum => summary.no_quorum += 1,
+                        pb::JobState::Failed | pb::JobState::Unspecified => summary.failed += 1,
+                        pb::JobState::Submitted | pb::JobState::Running => summary.unfinished += 1,
+                    }
+                    (status.state, status.why)
+                }
+            };
+            summary.problems.push(Problem {
+                index,
+                label,
+                job_id,
+                state,
+                why,
+            });
+        }
+        summary.record = record;
+        Ok(summary)
+    }
+
+    /// Inputs in the batch.
+    pub fn total(&self) -> usize {
+        self.record.job_ids.len()
+    }
+
+    /// One line for `peergrid jobs`.
+    pub fn line(&self, short: &str) -> String {
+        let mut line = format!(
+            "batch {short}  {}  {} inputs: {} ok",
+            super::job::utc(self.record.created_at_unix_ms),
+            self.total(),
+            self.succeeded
+        );
+        for (n, what) in [
+            (self.program_failed, "program failed"),
+            (self.no_quorum, "no quorum"),
+            (self.failed, "failed"),
+            (self.unfinished, "unfinished"),
+        ] {
+            if n > 0 {
+                line += &format!(", {n} {what}");
+            }
+        }
+        if self.unfinished + self.failed > 0 {
+            line += &format!(" — finish with `peergrid submit --resume {short}`");
+        }
+        line
+    }
+
+    /// The batch explained for people: counts, then every input that did
+    /// not succeed.
+    pub fn text(&self) -> String {
+        let short = &hex::encode(self.id)[..12];
+        let mut out = format!(
+            "{}\nmodule {}\ninputs from {}\n",
+            self.line(short),
+            hex::encode(&self.record.module_sha256),
+            if self.record.source.is_empty() {
+                "(not recorded)"
+            } else {
+                &self.record.source
+            }
+        );
+        if self.problems.is_empty() {
+            out += "every input was verified and its program succeeded\n";
+        }
+        for p in &self.problems {
+            out += &format!(
+                "  input {} ({}): {} — {} (job {})\n",
+                p.index,
+                p.label,
+                p.state,
+                p.why,
+                &hex::encode(p.job_id)[..12]
+            );
+        }
+        out
+    }
+
+    /// The batch as JSON.
+    pub fn json(&self) -> Value {
+        json!({
+            "batch_id": hex::encode(self.id),
+            "submitted_at_unix_ms": self.record.created_at_unix_ms,
+            "module_sha256": hex::encode(&self.record.module_sha256),
+            "source": self.record.source,
+            "inputs": self.total(),
+            "succeeded": self.succeeded,
+            "program_failed": self.program_failed,
+            "no_quorum": self.no_quorum,
+            "failed": self.failed,
+            "unfinished": self.unfinished,
+            "problems": self.problems.iter().map(|p| json!({
+                "index": p.index,
+                "label": p.label,
+                "job_id": hex::encode(p.job_id),
+                "state": p.state,
+                "why": p.why,
+            })).collect::<Vec<_>>(),
+        })
     }
 }

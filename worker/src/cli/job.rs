@@ -57,6 +57,20 @@ pub fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
             path.display()
         );
     };
+    if let Some(batch_id) = super::batch::find_batch(&ledger, &args.id)? {
+        let record = ledger
+            .batch(&batch_id)?
+            .with_context(|| format!("batch {} vanished from the ledger", hex::encode(batch_id)))?;
+        let summary = super::batch::BatchSummary::of(&ledger, record)?;
+        print!(
+            "{}",
+            match args.output_format {
+                OutputFormat::Text => summary.text(),
+                OutputFormat::Json => pretty(&summary.json()),
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let job_id = find_job(&ledger, &args.id)?;
     let record = ledger
         .job(&job_id)
@@ -189,7 +203,12 @@ impl Status {
             pb::JobState::Running => {
                 let answers = record.results.len() + record.failures.len();
                 let waiting = if answers == 0 {
-                    "waiting for results".to_string()
+                    // What the round last noted (results are written with
+                    // the verdict, so this is the only trace of them).
+                    match record.state_reason.as_str() {
+                        "" | "waiting for workers" => "waiting for results".to_string(),
+                        noted => format!("last noted: {noted}"),
+                    }
                 } else {
                     format!(
                         "{} results and {} failures recorded, waiting for the rest",

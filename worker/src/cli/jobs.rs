@@ -9,6 +9,10 @@
 //! row says how far it got and the `peergrid submit --resume` that finishes
 //! it. `peergrid job ID` explains one job in full.
 //!
+//! Batches come first, one line each (inputs by outcome, and the resume
+//! command while some are unfinished); their jobs are listed only with
+//! `--all` (JSON lists every job, with its `batch_id`).
+//!
 //! No ledger, or an empty one, is not an error: a one-line message (`[]`
 //! for JSON) and exit 0; this command never creates a ledger. A ledger
 //! held by a running `peergrid submit`, damaged, or of a newer schema is
@@ -28,7 +32,17 @@ use super::job::{Status, find_short, open_ledger, pretty, utc};
 pub fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let path = super::data_dir(args.data_dir)?.join(ledger::FILE_NAME);
     let mut records = Vec::new();
+    let mut batches = Vec::new();
+    // Job id -> the batch it belongs to (full hex id).
+    let mut in_batch = std::collections::HashMap::new();
     if let Some(ledger) = open_ledger(&path)? {
+        for record in ledger.batches()? {
+            let summary = super::batch::BatchSummary::of(&ledger, record)?;
+            for id in &summary.record.job_ids {
+                in_batch.insert(id.clone(), hex::encode(summary.id));
+            }
+            batches.push(summary);
+        }
         for summary in ledger.jobs()? {
             // A record that stopped decoding between the two reads is skipped
             // like the listing skips it.
@@ -54,15 +68,38 @@ pub fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let ids: Vec<Sha256Hash> = records.iter().map(|(id, _)| *id).collect();
     let rows: Vec<Row> = records
         .iter()
-        .map(|(id, record)| Row::of(id, record, &find_short(id, &ids)))
+        .map(|(id, record)| {
+            let mut row = Row::of(id, record, &find_short(id, &ids));
+            row.batch = in_batch.get(id.as_slice()).cloned();
+            row
+        })
         .collect();
-    print!(
-        "{}",
-        match args.output_format {
-            OutputFormat::Text => text(&rows),
-            OutputFormat::Json => pretty(&Value::Array(rows.iter().map(Row::json).collect())),
+    match args.output_format {
+        OutputFormat::Json => {
+            print!(
+                "{}",
+                pretty(&Value::Array(rows.iter().map(Row::json).collect()))
+            );
         }
-    );
+        OutputFormat::Text => {
+            // A batch is one line (`peergrid job BATCH_ID` lists its
+            // problems); its jobs are listed only with --all.
+            let batch_ids: Vec<Sha256Hash> = batches.iter().map(|b| b.id).collect();
+            for batch in &batches {
+                println!("{}", batch.line(&find_short(&batch.id, &batch_ids)));
+            }
+            let shown: Vec<Row> = rows
+                .into_iter()
+                .filter(|r| args.all || r.batch.is_none())
+                .collect();
+            if !batches.is_empty() && !shown.is_empty() {
+                println!();
+            }
+            if !shown.is_empty() {
+                print!("{}", text(&shown));
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -74,6 +111,8 @@ struct Row {
     short: String,
     record: pb::JobRecord,
     status: Status,
+    /// The batch the job belongs to (full hex id), if any.
+    batch: Option<String>,
 }
 
 impl Row {
@@ -83,6 +122,7 @@ impl Row {
             short: short.to_string(),
             status: Status::of(record, short),
             record: record.clone(),
+            batch: None,
         }
     }
 
@@ -91,6 +131,7 @@ impl Row {
         let v = r.verdict.as_ref();
         json!({
             "job_id": self.id,
+            "batch_id": self.batch,
             "submitted_at_unix_ms": r.created_at_unix_ms,
             "submitted_at": utc(r.created_at_unix_ms),
             "module_sha256": hex::encode(&r.module_sha256),
