@@ -30,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod activity;
 pub mod admission;
 pub mod config;
 pub mod connections;

@@ -18,6 +18,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::activity::JobEnd;
 use crate::admission::{AdmittedJob, Policy, admit};
 use crate::config::NodeConfig;
 use crate::pool::JobPool;
@@ -87,6 +88,8 @@ pub struct Node {
     replay: Mutex<ReplayGuard>,
     uploads: Semaphore,
     stats: NodeStats,
+    /// The recent jobs and the work per minute, for the status page.
+    activity: crate::activity::Activity,
     started: Instant,
     started_unix_ms: u64,
     /// The address the gRPC server is bound to, once it serves.
@@ -137,6 +140,7 @@ impl Node {
             pool,
             store,
             stats: NodeStats::default(),
+            activity: crate::activity::Activity::default(),
             started: Instant::now(),
             started_unix_ms: now_ms(),
             listen_addr: std::sync::OnceLock::new(),
@@ -158,6 +162,11 @@ impl Node {
     /// What the node has done so far.
     pub fn stats(&self) -> &NodeStats {
         &self.stats
+    }
+
+    /// What the node did lately: its recent jobs and work per minute.
+    pub fn activity(&self) -> &crate::activity::Activity {
+        &self.activity
     }
 
     /// The node's sandbox (module cache statistics live there).
@@ -356,10 +365,17 @@ impl Node {
             .map_err(|_| Status::internal("job thread vanished"))?
             .map_err(|p| Status::internal(p.to_string()))?;
         if let Err(ExecError::Host(problem)) = &execution.result {
+            self.record_job(&job, JobEnd::NotRun, "not run: host failure", &execution);
             // The node failed, not the job: no claim, so it is never a vote.
             return Err(Status::internal(format!("worker host failure: {problem}")));
         }
         if let Err(ExecError::CompileBudget(why)) = &execution.result {
+            self.record_job(
+                &job,
+                JobEnd::NotRun,
+                "not run: over this node's compile budget",
+                &execution,
+            );
             // Over this node's compile budget is a refusal, not a verdict on
             // the module: the budget is this node's (in wall-clock time, on
             // its hardware), so it must never outvote a node that could.
@@ -398,6 +414,12 @@ impl Node {
         if result.is_err() {
             self.stats.jobs_failed.fetch_add(1, Ordering::Relaxed);
         }
+        match &result {
+            Ok(()) => self.record_job(&job, JobEnd::Success, "success", &execution),
+            Err(failure) => {
+                self.record_job(&job, JobEnd::Failed, &failure.to_string(), &execution);
+            }
+        }
         // In full, so an operator can put either on a deny list.
         info!(
             submitter = %job.submitter,
@@ -425,6 +447,22 @@ impl Node {
             output: execution.stdout,
             stderr: execution.stderr,
         })
+    }
+}
+
+impl Node {
+    /// Adds a job that took a slot to the recent jobs and the work done.
+    fn record_job(&self, job: &AdmittedJob, end: JobEnd, outcome: &str, execution: &Execution) {
+        self.activity.record(crate::activity::RecentJob {
+            finished_at_unix_ms: now_ms(),
+            job_id: job.job_id,
+            submitter: job.submitter,
+            module: job.module_hash,
+            end,
+            outcome: outcome.to_string(),
+            fuel: execution.fuel_used,
+            wall_time_ms: u64::try_from(execution.elapsed.as_millis()).unwrap_or(u64::MAX),
+        });
     }
 }
 
