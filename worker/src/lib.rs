@@ -39,6 +39,7 @@ pub mod deadlines;
 pub mod fault;
 pub mod flood;
 pub mod gossip;
+pub mod http;
 pub mod listener;
 pub mod local_grid;
 pub mod local_run;

@@ -19,7 +19,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::net::TcpListener;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use crate::admission::Refusal;
 use crate::flood::LimitKind;
@@ -325,56 +325,23 @@ fn respond(node: &Node, request: &Request<Incoming>) -> Response<Full<Bytes>> {
 }
 
 /// Serves `GET /metrics` for `node` on `listener` (HTTP/1.1) until
-/// `shutdown` completes. Each connection has a short header deadline and
-/// at most 64 are served at once, so the endpoint cannot be held open by a
-/// slow client; bind it to a private address all the same.
+/// `shutdown` completes, with the limits of every side endpoint (see
+/// [`crate::http`]): a short header deadline and at most 64 connections at
+/// once, so it cannot be held open by a slow client; bind it to a private
+/// address all the same.
 pub async fn serve_metrics(
     node: Arc<Node>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    use hyper::server::conn::http1;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, "metrics endpoint listening (GET /metrics)");
     }
-    let connections = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, remote) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            debug!(%remote, "metrics endpoint busy; connection closed");
-            continue;
-        };
-        let node = Arc::clone(&node);
-        tokio::spawn(async move {
-            let _permit = permit;
-            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(&node, &request);
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(5))
-                .serve_connection(TokioIo::new(stream), service);
-            match tokio::time::timeout(std::time::Duration::from_secs(30), connection).await {
-                Ok(Err(e)) => debug!(%remote, error = %e, "metrics connection failed"),
-                Err(_) => debug!(%remote, "metrics connection closed after 30 s"),
-                Ok(Ok(())) => {}
-            }
-        });
-    }
+    crate::http::serve("metrics endpoint", listener, shutdown, move |request| {
+        let response = respond(&node, &request);
+        async move { response }
+    })
+    .await
 }
 
 #[cfg(test)]
