@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub calls: crate::deadlines::CallLimits,
     /// The operator's allow and deny lists of submitters and modules.
     pub policy: crate::policy::OperatorPolicy,
+    /// The status page ([`crate::ui`]): where `peergrid node` and
+    /// [`GridNode`](crate::GridNode) serve it. Default: none (off).
+    pub ui: Option<crate::ui::UiConfig>,
     /// Deliberate misbehaviour (demo and tests only).
     #[cfg(feature = "fault-injection")]
     pub fault: Option<crate::fault::Fault>,
@@ -101,6 +104,7 @@ impl NodeConfig {
             connections: crate::connections::ConnectionLimits::default(),
             calls: crate::deadlines::CallLimits::default(),
             policy: crate::policy::OperatorPolicy::default(),
+            ui: None,
             #[cfg(feature = "fault-injection")]
             fault: None,
         }

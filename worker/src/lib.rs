@@ -10,7 +10,9 @@
 //!
 //! Beside it every node serves `peergrid.v1.Membership` ([`gossip`]),
 //! `peergrid.v1.Node` (its [`status`]), the standard gRPC health service and
-//! gRPC server reflection, so generic gRPC tools can inspect it.
+//! gRPC server reflection, so generic gRPC tools can inspect it. Off by
+//! default, it also serves Prometheus [`metrics`] and a status page for its
+//! operator ([`ui`]).
 //!
 //! The `peergrid` binary in this crate is a thin command line over this
 //! library and [`scheduler_lib`].
@@ -51,6 +53,7 @@ pub mod pool;
 pub mod replay;
 pub mod status;
 pub mod store;
+pub mod ui;
 
 pub use config::{LOCAL_PUZZLE_BITS, NodeConfig};
 pub use gossip::GossipConfig;

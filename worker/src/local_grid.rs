@@ -25,6 +25,9 @@ pub struct GridNode {
     pub addr: SocketAddr,
     /// Its identity (to restart it as itself).
     pub identity: Identity,
+    /// Where its status page is served, if its config asks for one
+    /// ([`NodeConfig::ui`]; port 0 there: the port bound here).
+    pub ui_addr: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), NodeError>>>,
@@ -41,7 +44,9 @@ impl GridNode {
 
     /// Like [`GridNode::start`], on `ip` (any 127.0.0.0/8 address works on
     /// Linux, so a test can give each node its own address), with `identity`
-    /// if given (to restart a node as itself).
+    /// if given (to restart a node as itself). The status page is served
+    /// too if the config asks for it; an address [`crate::ui::check`]
+    /// refuses is an error.
     pub async fn start_on(
         mut config: NodeConfig,
         ip: IpAddr,
@@ -55,6 +60,22 @@ impl GridNode {
             Some(dir)
         } else {
             None
+        };
+        // Bound before the node's runtime exists: an error here drops no
+        // runtime inside this async context.
+        let ui_listener = match &config.ui {
+            Some(ui) => {
+                crate::ui::check(ui)?;
+                let listener = std::net::TcpListener::bind(ui.addr).map_err(|source| {
+                    crate::ui::UiError::Bind {
+                        addr: ui.addr,
+                        source,
+                    }
+                })?;
+                listener.set_nonblocking(true)?;
+                Some(listener)
+            }
+            None => None,
         };
         let identity = identity.unwrap_or_else(|| {
             peergrid_proto::puzzle::grind(config.gossip.membership.puzzle_bits, |_| {})
@@ -76,10 +97,28 @@ impl GridNode {
         let task = runtime.spawn(Arc::clone(&node).serve(listener, async {
             let _ = stopped.await;
         }));
+        // The page stops with the node's runtime (`kill`).
+        let ui_addr = match ui_listener {
+            Some(listener) => {
+                let ui_addr = listener.local_addr()?;
+                let listener = {
+                    let _guard = runtime.enter();
+                    TcpListener::from_std(listener)?
+                };
+                runtime.spawn(crate::ui::serve_ui(
+                    Arc::clone(&node),
+                    listener,
+                    std::future::pending(),
+                ));
+                Some(ui_addr)
+            }
+            None => None,
+        };
         Ok(Self {
             node,
             addr,
             identity,
+            ui_addr,
             runtime: Some(runtime),
             stop: Some(stop),
             task: Some(task),

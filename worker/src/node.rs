@@ -51,6 +51,9 @@ pub enum NodeError {
     /// descriptors.
     #[error("gRPC server reflection: {0}")]
     Reflection(String),
+    /// The status page could not be served.
+    #[error("{0}")]
+    Ui(#[from] crate::ui::UiError),
 }
 
 /// Counters of what a node has done since it started.
