@@ -125,6 +125,15 @@ pub struct NodeArgs {
     /// default. Bind it to a private address.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Serve a status page for people on this address (`GET /`, and
+    /// `/status.json`), e.g. 127.0.0.1:7080; off by default. Loopback
+    /// addresses only, unless --ui-public.
+    #[arg(long, value_name = "ADDR")]
+    pub ui: Option<SocketAddr>,
+    /// Allow --ui on an address that is not loopback: anyone who can reach
+    /// it sees this node's jobs, submitters and peers.
+    #[arg(long)]
+    pub ui_public: bool,
     /// Serve only these submitters (peer ids, 64 hex digits); repeatable.
     #[arg(long = "allow-submitter", value_name = "PEER_ID", value_parser = parse_peer_id)]
     pub allow_submitters: Vec<peergrid_proto::PeerId>,

@@ -60,6 +60,12 @@ pub struct NodeSettings {
     /// `--metrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// `--ui`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui: Option<SocketAddr>,
+    /// `--ui-public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ui_public: Option<bool>,
     /// `--allow-submitter`, repeated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_submitters: Option<Vec<Hex32<PeerId>>>,
@@ -157,6 +163,8 @@ impl NodeSettings {
             slots,
             data_dir: args.data_dir.clone(),
             metrics: args.metrics,
+            ui: args.ui,
+            ui_public: args.ui_public.then_some(true),
             allow_submitters: hex32(&args.allow_submitters, |p| p),
             deny_submitters: hex32(&args.deny_submitters, |p| p),
             allow_modules: hex32(&args.allow_modules, ModuleHash),
@@ -210,6 +218,8 @@ impl NodeSettings {
             slots: top.slots.or(self.slots),
             data_dir: top.data_dir.or(self.data_dir),
             metrics: top.metrics.or(self.metrics),
+            ui: top.ui.or(self.ui),
+            ui_public: top.ui_public.or(self.ui_public),
             allow_submitters: top.allow_submitters.or(self.allow_submitters),
             deny_submitters: top.deny_submitters.or(self.deny_submitters),
             allow_modules: top.allow_modules.or(self.allow_modules),
@@ -246,6 +256,13 @@ impl NodeSettings {
             max_memory_mib.checked_mul(1 << 20).is_some(),
             "max_memory_mib = {max_memory_mib} is too large"
         );
+        let ui_public = self.ui_public.unwrap_or(false);
+        if let Some(addr) = self.ui {
+            peergrid_worker::ui::check(&peergrid_worker::ui::UiConfig {
+                addr,
+                public: ui_public,
+            })?;
+        }
         let data_dir = match self.data_dir {
             Some(dir) => dir,
             None => default_data_dir()?,
@@ -258,6 +275,8 @@ impl NodeSettings {
             slots,
             data_dir,
             metrics: self.metrics,
+            ui: self.ui,
+            ui_public,
             allow_submitters: self.allow_submitters.unwrap_or_default(),
             deny_submitters: self.deny_submitters.unwrap_or_default(),
             allow_modules: self.allow_modules.unwrap_or_default(),
@@ -305,6 +324,11 @@ pub struct Effective {
     /// Prometheus metrics address (none: off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// Status page address (none: off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ui: Option<SocketAddr>,
+    /// Whether the status page may be served on a non-loopback address.
+    pub ui_public: bool,
     /// Only these submitters are served, if any are listed.
     pub allow_submitters: Vec<Hex32<PeerId>>,
     /// These submitters are never served.
@@ -348,6 +372,10 @@ impl Effective {
         config.gossip.bootstrap.clone_from(&self.peers);
         config.gossip.advertise.clone_from(&self.advertise);
         config.insecure = self.insecure;
+        config.ui = self.ui.map(|addr| peergrid_worker::ui::UiConfig {
+            addr,
+            public: self.ui_public,
+        });
         let policy = &mut config.policy;
         policy
             .allow_submitters
@@ -510,6 +538,38 @@ mod tests {
         );
         let addr = parse("listen = \"nowhere\"\n").unwrap_err().to_string();
         assert!(addr.contains("listen") && addr.contains("line 1"), "{addr}");
+    }
+
+    #[test]
+    fn the_ui_is_off_by_default_loopback_only_and_reaches_the_node_config() {
+        let off = resolve(NodeSettings::default());
+        assert_eq!(off.ui, None);
+        let mut config = NodeConfig::new("");
+        off.apply(&mut config);
+        assert_eq!(config.ui, None);
+
+        let on = resolve(parse("ui = \"127.0.0.1:7080\"\n").unwrap());
+        assert_eq!(on.ui, Some("127.0.0.1:7080".parse().unwrap()));
+        on.apply(&mut config);
+        assert_eq!(
+            config.ui.map(|ui| (ui.addr.port(), ui.public)),
+            Some((7080, false))
+        );
+        let text = toml::to_string(&on).unwrap();
+        assert!(text.contains("ui = \"127.0.0.1:7080\""), "{text}");
+        assert!(text.contains("ui_public = false"), "{text}");
+
+        let public = NodeSettings::from_args(&node_args(&["--ui", "0.0.0.0:7080"]), false).unwrap();
+        let refused = public
+            .clone()
+            .resolve(|| Ok(PathBuf::from("/d")))
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("--ui-public"), "{refused}");
+        let file = parse("ui_public = true\n").unwrap();
+        assert!(resolve(file.overlay(public)).ui_public);
+        let flag = node_args(&["--ui", "0.0.0.0:7080", "--ui-public"]);
+        assert!(resolve(NodeSettings::from_args(&flag, false).unwrap()).ui_public);
     }
 
     #[test]

@@ -60,6 +60,22 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // The status page: off unless asked for, loopback unless --ui-public.
+    let (stop_ui, ui_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ui = match node.config().ui {
+        Some(ui_config) => {
+            let ui_listener = peergrid_worker::ui::bind(&ui_config).await?;
+            println!("status page on http://{}/", ui_listener.local_addr()?);
+            Some(tokio::spawn(peergrid_worker::ui::serve_ui(
+                Arc::clone(&node),
+                ui_listener,
+                async {
+                    let _ = ui_stopped.await;
+                },
+            )))
+        }
+        None => None,
+    };
     let signals = count_signals()?;
     println!("peer id {}", node.peer_id());
     println!(
@@ -70,6 +86,10 @@ pub async fn run(args: NodeArgs, insecure: bool) -> anyhow::Result<ExitCode> {
     let _ = stop_metrics.send(());
     if let Some(metrics) = metrics {
         let _ = metrics.await;
+    }
+    let _ = stop_ui.send(());
+    if let Some(ui) = ui {
+        let _ = ui.await;
     }
     served?;
     info!("stopped");
