@@ -73,6 +73,13 @@ pub struct SchedulerConfig {
     /// before they are asked again (default: 5 s). Jobs in between only
     /// re-check the workers themselves (`Hello`), over kept connections.
     pub discovery_ttl: Duration,
+    /// How long one survey of the workers (`Hello` to each: liveness and
+    /// free slots) serves the jobs that follow (default: 100 ms; zero:
+    /// survey for every job). A worker that fails in between is dropped
+    /// from the cached survey at once, and one that has filled up answers
+    /// "busy", which the job waits out, so the cache trades a round trip
+    /// per job for at most this much staleness.
+    pub survey_ttl: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -92,6 +99,7 @@ impl Default for SchedulerConfig {
             seed: None,
             insecure: false,
             discovery_ttl: Duration::from_secs(5),
+            survey_ttl: Duration::from_millis(100),
         }
     }
 }
@@ -108,6 +116,8 @@ pub struct Scheduler {
     /// The last discovery: when, and the addresses (with advertised peer
     /// ids) it found.
     discovered: tokio::sync::Mutex<Option<(Instant, Vec<Dialable>)>>,
+    /// The last survey, reused for [`SchedulerConfig::survey_ttl`].
+    surveyed: Mutex<Option<(Instant, Vec<LiveWorker>)>>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
     trust: Mutex<TrustState>,
@@ -336,6 +346,12 @@ impl Round<'_> {
                 }
                 Err(error) => {
                     warn!(addr = %attempt.addr, %error, "replica failed");
+                    if matches!(
+                        error,
+                        WorkerError::Unreachable(_) | WorkerError::TimedOut(_)
+                    ) {
+                        self.scheduler.forget_surveyed(&attempt.peer);
+                    }
                     self.verification.failed(attempt.peer);
                     self.failures.push(failure(error));
                 }
@@ -439,6 +455,7 @@ impl Scheduler {
             transport,
             conns: tokio::sync::Mutex::new(HashMap::new()),
             discovered: tokio::sync::Mutex::new(None),
+            surveyed: Mutex::new(None),
             placed: Mutex::new(HashMap::new()),
             ledger: None,
             trust: Mutex::new(trust),
@@ -621,7 +638,32 @@ impl Scheduler {
 
     /// Asks every configured peer who it is and what it has free, in
     /// parallel. Returns the live ones and one line per peer that failed.
+    /// A survey younger than [`SchedulerConfig::survey_ttl`] that found
+    /// live workers is returned as it was.
     pub async fn survey(&self) -> (Vec<LiveWorker>, Vec<String>) {
+        if let Ok(cached) = self.surveyed.lock()
+            && let Some((at, live)) = &*cached
+            && at.elapsed() < self.config.survey_ttl
+        {
+            return (live.clone(), Vec::new());
+        }
+        let (live, problems) = self.survey_now().await;
+        if let Ok(mut cached) = self.surveyed.lock() {
+            *cached = (!live.is_empty()).then(|| (Instant::now(), live.clone()));
+        }
+        (live, problems)
+    }
+
+    /// Drops `peer` from the cached survey (it failed to answer a job).
+    fn forget_surveyed(&self, peer: &PeerId) {
+        if let Ok(mut cached) = self.surveyed.lock()
+            && let Some((_, live)) = cached.as_mut()
+        {
+            live.retain(|w| w.info.peer != *peer);
+        }
+    }
+
+    async fn survey_now(&self) -> (Vec<LiveWorker>, Vec<String>) {
         let mut set = JoinSet::new();
         let mut problems = Vec::new();
         let transport = match &self.transport {
@@ -1147,7 +1189,10 @@ async fn attempt(
     deadline: tokio::time::Instant,
 ) -> Result<VerifiedResult, WorkerError> {
     let mut uploaded = false;
-    let mut backoff = Duration::from_millis(20);
+    // A full worker frees a slot when any of its jobs ends, which for short
+    // jobs is a millisecond away: start small, double, jitter so that
+    // replicas waiting on one worker do not retry in step.
+    let mut backoff = Duration::from_millis(2);
     loop {
         match conn.execute(envelope.clone()).await {
             Ok(reply) => match reply.reply {
@@ -1171,8 +1216,9 @@ async fn attempt(
                 if tokio::time::Instant::now() + backoff >= deadline {
                     return Err(WorkerError::Busy);
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                let jitter = rand::random::<f64>() + 0.5;
+                tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
             }
             Err(status) => return Err(WorkerError::from_status(&status)),
         }

@@ -346,39 +346,6 @@ fn parse_line(line: &str, number: usize) -> anyhow::Result<Task> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_parse_as_strings_or_objects() {
-        let t = parse_line(r#""12""#, 3).unwrap();
-        assert_eq!(
-            (t.stdin.as_slice(), t.label.as_str()),
-            (&b"12"[..], "line 3")
-        );
-        let t = parse_line(r#"{"stdin_hex":"00ff","args":["-v"],"id":7}"#, 1).unwrap();
-        assert_eq!(t.stdin, vec![0, 255]);
-        assert_eq!(t.args, vec!["-v"]);
-        assert_eq!(t.label, "7");
-    }
-
-    #[test]
-    fn bad_lines_say_what_is_wrong() {
-        for (line, words) in [
-            ("{", "not valid JSON"),
-            ("3", "expected a JSON string"),
-            (r#"{"stdn":"x"}"#, "unknown key"),
-            (r#"{"stdin":"x","stdin_hex":"00"}"#, "not both"),
-            (r#"{"args":[1]}"#, "must be a string"),
-            (r#"{"stdin_hex":"zz"}"#, "not hex"),
-        ] {
-            let e = format!("{:#}", parse_line(line, 1).unwrap_err());
-            assert!(e.contains(words), "{line}: {e}");
-        }
-    }
-}
-
 /// Where one batch of the ledger stands, for `peergrid jobs` and
 /// `peergrid job BATCH_ID`.
 pub struct BatchSummary {
@@ -559,5 +526,38 @@ impl BatchSummary {
                 "why": p.why,
             })).collect::<Vec<_>>(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_as_strings_or_objects() {
+        let t = parse_line(r#""12""#, 3).unwrap();
+        assert_eq!(
+            (t.stdin.as_slice(), t.label.as_str()),
+            (&b"12"[..], "line 3")
+        );
+        let t = parse_line(r#"{"stdin_hex":"00ff","args":["-v"],"id":7}"#, 1).unwrap();
+        assert_eq!(t.stdin, vec![0, 255]);
+        assert_eq!(t.args, vec!["-v"]);
+        assert_eq!(t.label, "7");
+    }
+
+    #[test]
+    fn bad_lines_say_what_is_wrong() {
+        for (line, words) in [
+            ("{", "not valid JSON"),
+            ("3", "expected a JSON string"),
+            (r#"{"stdn":"x"}"#, "unknown key"),
+            (r#"{"stdin":"x","stdin_hex":"00"}"#, "not both"),
+            (r#"{"args":[1]}"#, "must be a string"),
+            (r#"{"stdin_hex":"zz"}"#, "not hex"),
+        ] {
+            let e = format!("{:#}", parse_line(line, 1).unwrap_err());
+            assert!(e.contains(words), "{line}: {e}");
+        }
     }
 }
