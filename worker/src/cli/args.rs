@@ -376,8 +376,9 @@ pub struct JobsArgs {
 /// `peergrid job`.
 #[derive(Debug, Args)]
 pub struct JobArgs {
-    /// The job id, or a unique prefix of it (as `peergrid jobs` prints it).
-    #[arg(value_name = "JOB_ID")]
+    /// The job or batch id, or a unique prefix of it (as `peergrid jobs`
+    /// prints it). A batch is explained as its inputs' outcomes.
+    #[arg(value_name = "ID")]
     pub id: String,
     /// Data directory holding the ledger `peergrid submit` keeps.
     #[arg(long, env = "PEERGRID_DATA_DIR")]
