@@ -79,20 +79,22 @@ async fn a_batch_verifies_every_input_once_and_resumes_from_the_ledger() {
     // The ledger lists the batch's jobs in input order, each decided.
     let record = ledger.batch(&run.id).unwrap().expect("batch recorded");
     assert_eq!(record.job_ids.len(), 24);
-    let placements: usize = record
-        .job_ids
-        .iter()
-        .map(|id| {
-            ledger
-                .job(&id.as_slice().try_into().unwrap())
-                .unwrap()
-                .unwrap()
-        })
-        .map(|job| {
-            assert_eq!(job.state(), peergrid_proto::pb::JobState::Accepted);
-            job.placements.len()
-        })
-        .sum();
+    let jobs = |ledger: &Ledger| -> Vec<peergrid_proto::pb::JobRecord> {
+        record
+            .job_ids
+            .iter()
+            .map(|id| {
+                ledger
+                    .job(&id.as_slice().try_into().unwrap())
+                    .unwrap()
+                    .unwrap()
+            })
+            .collect()
+    };
+    for job in jobs(&ledger) {
+        assert_eq!(job.state(), peergrid_proto::pb::JobState::Accepted);
+    }
+    let placements: usize = jobs(&ledger).iter().map(|j| j.placements.len()).sum();
 
     // Resuming the finished batch reports every result from the ledger and
     // places nothing.
@@ -109,18 +111,7 @@ async fn a_batch_verifies_every_input_once_and_resumes_from_the_ledger() {
     }
     assert_eq!(resumed, 24);
     assert_eq!(again.progress().from_ledger, 24);
-    let after: usize = record
-        .job_ids
-        .iter()
-        .map(|id| {
-            ledger
-                .job(&id.as_slice().try_into().unwrap())
-                .unwrap()
-                .unwrap()
-                .placements
-                .len()
-        })
-        .sum();
+    let after: usize = jobs(&ledger).iter().map(|j| j.placements.len()).sum();
     assert_eq!(
         after, placements,
         "resuming a finished batch placed replicas"

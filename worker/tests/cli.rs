@@ -58,12 +58,23 @@ impl Drop for NodeProcess {
     }
 }
 
-fn peergrid(args: &[&str], data_dir: &Path) -> Output {
+fn peergrid<S: AsRef<std::ffi::OsStr>>(args: &[S], data_dir: &Path) -> Output {
     Command::new(PEERGRID)
         .args(args)
         .env("PEERGRID_DATA_DIR", data_dir)
         .output()
         .unwrap()
+}
+
+/// `peergrid submit` arguments: `args`, then the test network's puzzle and
+/// every node as a peer.
+fn submit_args(args: &[&str], nodes: &[NodeProcess]) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--puzzle-bits".into(), "8".into()]);
+    for n in nodes {
+        all.extend(["--peer".into(), n.addr.clone()]);
+    }
+    all
 }
 
 #[test]
@@ -99,17 +110,15 @@ fn submit_to_three_node_processes_prints_the_verified_output() {
     let input = work.path().join("input.txt");
     std::fs::write(&input, peergrid_jobs::PRIMES.sample_stdin).unwrap();
 
-    let mut args = vec![
-        "submit",
-        module.to_str().unwrap(),
-        "--input",
-        input.to_str().unwrap(),
-        "--puzzle-bits",
-        "8",
-    ];
-    for n in &nodes {
-        args.extend(["--peer", n.addr.as_str()]);
-    }
+    let mut args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &nodes,
+    );
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -151,14 +160,14 @@ fn submit_to_three_node_processes_prints_the_verified_output() {
     // A module that is not WASM: the quorum agrees the job is invalid; exit 4.
     let bad = work.path().join("bad.wasm");
     std::fs::write(&bad, b"not a module").unwrap();
-    args[1] = bad.to_str().unwrap();
+    args[1] = bad.to_str().unwrap().to_string();
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
     assert!(stderr.contains("invalid module"), "{stderr}");
 
     // More replicas than workers: a clear error, exit 1.
-    args.extend(["--replicas", "9"]);
+    args.extend(["--replicas".to_string(), "9".to_string()]);
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -236,19 +245,17 @@ fn a_batch_writes_every_verified_result_and_no_progress_when_not_a_terminal() {
     lines.push_str("\"not a number\"\n");
     std::fs::write(&inputs, lines).unwrap();
     let out_path = work.path().join("results.jsonl");
-    let mut args = vec![
-        "submit",
-        module.to_str().unwrap(),
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--out",
-        out_path.to_str().unwrap(),
-        "--puzzle-bits",
-        "8",
-    ];
-    for n in &nodes {
-        args.extend(["--peer", n.addr.as_str()]);
-    }
+    let args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            out_path.to_str().unwrap(),
+        ],
+        &nodes,
+    );
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(4), "{stderr}");
@@ -342,21 +349,17 @@ fn a_batch_killed_midway_resumes_without_losing_or_repeating_verified_work() {
     let total = 40;
     let (inputs, numbers) = inputs_file(work.path(), total, 3_000_000);
     let first = work.path().join("first.jsonl");
-    let mut args: Vec<String> = [
-        "submit",
-        module.to_str().unwrap(),
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--out",
-        first.to_str().unwrap(),
-        "--puzzle-bits",
-        "8",
-    ]
-    .map(String::from)
-    .to_vec();
-    for n in &nodes {
-        args.extend(["--peer".to_string(), n.addr.clone()]);
-    }
+    let args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--out",
+            first.to_str().unwrap(),
+        ],
+        &nodes,
+    );
     let mut child = Command::new(PEERGRID)
         .args(&args)
         .env("PEERGRID_DATA_DIR", work.path())
@@ -405,19 +408,16 @@ fn a_batch_killed_midway_resumes_without_losing_or_repeating_verified_work() {
         .collect();
 
     let second = work.path().join("second.jsonl");
-    let mut resume = vec![
-        "submit".to_string(),
-        "--resume".into(),
-        batch,
-        "--out".into(),
-        second.to_str().unwrap().into(),
-        "--puzzle-bits".into(),
-        "8".into(),
-    ];
-    for n in &nodes {
-        resume.extend(["--peer".to_string(), n.addr.clone()]);
-    }
-    let resume: Vec<&str> = resume.iter().map(String::as_str).collect();
+    let resume = submit_args(
+        &[
+            "submit",
+            "--resume",
+            &batch,
+            "--out",
+            second.to_str().unwrap(),
+        ],
+        &nodes,
+    );
     let out = peergrid(&resume, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
