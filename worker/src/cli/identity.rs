@@ -9,7 +9,8 @@ use anyhow::Context;
 use peergrid_proto::{Identity, puzzle};
 
 /// Loads the identity in `dir`, or grinds one that solves the puzzle at
-/// `bits` and saves it (mode 0600), showing progress on stderr when asked.
+/// `bits` and saves it (mode 0600), showing progress on stderr when asked
+/// (a running count on a terminal, one line when it is found).
 /// Returns the identity and whether it was created now.
 pub fn load_or_grind(
     dir: &Path,
@@ -23,8 +24,11 @@ pub fn load_or_grind(
     }
     let started = Instant::now();
     let expected = 1u64 << bits.min(63);
+    // The running count rewrites one line: only on a terminal. A log file
+    // or a pipe gets the final line alone.
+    let live = show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let identity = puzzle::grind(bits, |attempts| {
-        if show_progress {
+        if live {
             let rate = attempts as f64 / started.elapsed().as_secs_f64().max(1e-3);
             eprint!(
                 "\rgrinding an identity with {bits} leading zero bits: {attempts} keys tried (~{expected} expected), {rate:.0}/s   "
@@ -32,11 +36,13 @@ pub fn load_or_grind(
             let _ = std::io::stderr().flush();
         }
     });
+    if live {
+        eprint!("\r{:110}\r", "");
+    }
     if show_progress {
         eprintln!(
-            "\rfound an identity solving the {bits}-bit puzzle in {:.1} s{:40}",
-            started.elapsed().as_secs_f64(),
-            ""
+            "found an identity solving the {bits}-bit puzzle in {:.1} s",
+            started.elapsed().as_secs_f64()
         );
     }
     identity
