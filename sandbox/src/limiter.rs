@@ -7,7 +7,7 @@ use wasmtime::{Error, ResourceLimiter, Result};
 
 /// Most tables a job may have; wasmparser's validator already rejects
 /// modules defining more than 100.
-const MAX_TABLES: usize = 100;
+pub(crate) const MAX_TABLES: usize = 100;
 /// Most table elements a job may hold across all its tables (each costs a
 /// pointer of host memory outside `Limits::memory_bytes`).
 pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -68,15 +68,20 @@ impl ResourceLimiter for JobLimiter {
         desired: usize,
         maximum: Option<usize>,
     ) -> Result<bool> {
-        if maximum.is_some_and(|max| desired > max) {
-            return Ok(false);
-        }
+        // Our cap first, unlike for memory: a pooled table reports the
+        // pool's slot size (`MAX_TABLE_ELEMENTS`) as its maximum, where an
+        // on-demand one reports the module's, so only growth past our cap
+        // counts the same with and without `Config::pool`. Growth past
+        // both is therefore a denied growth.
         let in_use = self
             .table_elements_in_use
             .saturating_sub(current)
             .saturating_add(desired);
         if in_use > MAX_TABLE_ELEMENTS {
             self.denied = true;
+            return Ok(false);
+        }
+        if maximum.is_some_and(|max| desired > max) {
             return Ok(false);
         }
         self.table_elements_in_use = in_use;
@@ -128,5 +133,22 @@ mod tests {
         assert!(!limiter.table_growing(0, 60_000, None).unwrap_or(true));
         assert!(limiter.denied);
         assert!(limiter.table_growing(0, 40_000, None).unwrap_or(false));
+    }
+
+    #[test]
+    fn table_growth_past_our_cap_is_denied_whatever_the_maximum() {
+        // Within the cap, the table's own maximum is not our limit.
+        let mut limiter = JobLimiter::new(0);
+        assert!(!limiter.table_growing(0, 20, Some(10)).unwrap_or(true));
+        assert!(!limiter.denied);
+        // Past it, denied whether the maximum is the module's or a pool
+        // slot's: the verdict must not depend on the allocator.
+        let past = MAX_TABLE_ELEMENTS + 1;
+        assert!(
+            !limiter
+                .table_growing(0, past, Some(MAX_TABLE_ELEMENTS))
+                .unwrap_or(true)
+        );
+        assert!(limiter.denied);
     }
 }
