@@ -30,8 +30,10 @@
 //! * A wasmtime `Store` — **one per job run**, created and dropped inside
 //!   [`Sandbox::run`]. It holds the job's memory, WASI state and budgets;
 //!   creating it and instantiating the pre-linked module is cheap
-//!   (microseconds plus memory setup), so nothing is reused across jobs and
-//!   no state can leak from one job into the next.
+//!   (microseconds plus memory setup; with [`Config::pool`] the instance,
+//!   memory and tables come from slots reserved once and reset between
+//!   jobs), so nothing else is reused across jobs and no state can leak
+//!   from one job into the next.
 //!
 //! # Fuel and epochs
 //!
@@ -99,7 +101,7 @@ mod state;
 mod ticker;
 
 pub use cache::CacheStats;
-pub use config::{CompileBudget, CompilerCommand, Config, Limits};
+pub use config::{CompileBudget, CompilerCommand, Config, Limits, PoolConfig};
 pub use error::{ExecError, SandboxError};
 pub use job::{Execution, JobInput};
 pub use module::{CompiledModule, ModuleHash};

@@ -48,14 +48,12 @@ impl CompiledModule {
 
     /// Pre-checks, validates, compiles and links `wasm`: in a child process
     /// under the compile budget if [`Config::compiler`] is set, else in this
-    /// thread. `provided` lists the `(module, name)` imports the linker
-    /// defines. With `want_artifact`, also returns the serialized artifact
-    /// (for the disk cache): the child's output as is, or
-    /// `Module::serialize` of an in-process compile; `None` if serializing
-    /// failed (logged; the module is still usable).
+    /// thread. The code is loaded into the first of `runtimes` that takes
+    /// it (see [`load`]). `provided` lists the `(module, name)` imports the
+    /// linkers define. With `want_artifact`, also returns the serialized
+    /// artifact (for the disk cache).
     pub(crate) fn compile(
-        engine: &Engine,
-        linker: &Linker<JobState>,
+        runtimes: &[Runtime],
         provided: &HashSet<(String, String)>,
         config: &Config,
         wasm: &[u8],
@@ -68,53 +66,47 @@ impl CompiledModule {
             ));
         }
         precheck::check(wasm, config)?;
-        let (module, artifact) = match &config.compiler {
+        let (artifact, loader): (Vec<u8>, Loader) = match &config.compiler {
             None => {
-                let module = Module::from_binary(engine, wasm)
+                // Compiled, not yet loaded: no engine's allocator has had a
+                // say, so `load` can pick the engine.
+                let engine = &runtimes.first().ok_or_else(no_runtime)?.engine;
+                let artifact = engine
+                    .precompile_module(wasm)
                     .map_err(|e| ExecError::InvalidModule(format!("{e:#}")))?;
-                let artifact = if want_artifact {
-                    module
-                        .serialize()
-                        .inspect_err(|e| {
-                            tracing::warn!(
-                                module = %hex::encode(hash),
-                                error = %format!("{e:#}"),
-                                "cannot serialize a compiled module for the disk cache"
-                            );
-                        })
-                        .ok()
-                } else {
-                    None
-                };
-                (module, artifact)
+                (artifact, deserialize_own)
             }
-            Some(command) => {
-                let artifact = compiler::compile(command, config, wasm, &hash)?;
-                let module = deserialize(engine, &artifact)?;
-                (module, want_artifact.then_some(artifact))
-            }
+            Some(command) => (
+                compiler::compile(command, config, wasm, &hash)?,
+                deserialize_child,
+            ),
         };
+        let (module, runtime) = load(runtimes, &artifact, loader).map_err(|e| {
+            ExecError::Host(format!(
+                "the compiled artifact does not load into this engine: {e}"
+            ))
+        })?;
         Ok((
-            Self::link(linker, provided, module, hash, wasm.len())?,
-            artifact,
+            Self::link(&runtime.linker, provided, module, hash, wasm.len())?,
+            want_artifact.then_some(artifact),
         ))
     }
 
     /// Loads an artifact read back from this node's artifact directory
-    /// (already checked against its checksum by [`crate::artifacts`]) and
-    /// links it. `size` is the size of the module bytes. `Err` means the
-    /// file must not be used (wasmtime refused it, or it does not link):
-    /// the caller deletes it and compiles afresh.
+    /// (already checked against its checksum by [`crate::artifacts`]) into
+    /// the first of `runtimes` that takes it, and links it. `size` is the
+    /// size of the module bytes. `Err` means the file must not be used
+    /// (wasmtime refused it, or it does not link): the caller deletes it
+    /// and compiles afresh.
     pub(crate) fn from_cached_artifact(
-        engine: &Engine,
-        linker: &Linker<JobState>,
+        runtimes: &[Runtime],
         provided: &HashSet<(String, String)>,
         artifact: &[u8],
         hash: ModuleHash,
         size: usize,
     ) -> Result<Self, String> {
-        let module = deserialize_cached(engine, artifact)?;
-        Self::link(linker, provided, module, hash, size).map_err(|e| e.to_string())
+        let (module, runtime) = load(runtimes, artifact, deserialize_cached)?;
+        Self::link(&runtime.linker, provided, module, hash, size).map_err(|e| e.to_string())
     }
 
     /// Checks `module`'s imports and `_start` and pre-links it.
@@ -134,6 +126,56 @@ impl CompiledModule {
     }
 }
 
+/// A wasmtime engine and the WASI linker built for it.
+pub(crate) struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<JobState>,
+}
+
+/// One of the `unsafe` artifact loaders below, each for one source of
+/// artifacts.
+type Loader = fn(&Engine, &[u8]) -> Result<Module, String>;
+
+/// Loads `artifact` into the first of `runtimes` that accepts it, or
+/// returns the first one's error.
+///
+/// All runtimes share the compile settings, so the artifact is compatible
+/// with each; they differ only in instance allocation. A pooled engine
+/// refuses, when the module is loaded, a module that cannot fit its slots
+/// (see [`Config::pool`]); the on-demand engine after it then takes the
+/// module, which runs exactly as it would without a pool.
+fn load<'r>(
+    runtimes: &'r [Runtime],
+    artifact: &[u8],
+    deserialize: Loader,
+) -> Result<(Module, &'r Runtime), String> {
+    let mut first_error = None;
+    for (i, runtime) in runtimes.iter().enumerate() {
+        match deserialize(&runtime.engine, artifact) {
+            Ok(module) => {
+                if let Some(error) = &first_error {
+                    tracing::debug!(
+                        engine = i,
+                        refused = %error,
+                        "module does not fit the instance pool: it runs on demand"
+                    );
+                }
+                return Ok((module, runtime));
+            }
+            Err(error) => {
+                first_error.get_or_insert(error);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| "the sandbox has no engine".into()))
+}
+
+/// The error of a sandbox without an engine, which [`crate::Sandbox::new`]
+/// never builds.
+fn no_runtime() -> ExecError {
+    ExecError::Host("the sandbox has no engine".into())
+}
+
 impl fmt::Debug for CompiledModule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CompiledModule")
@@ -146,10 +188,10 @@ impl fmt::Debug for CompiledModule {
 /// Loads an artifact of the compiler child process.
 ///
 /// A wasmtime-internal mismatch (the child is a different build, or its
-/// engine settings differ) is the node's problem, not the module's:
-/// [`ExecError::Host`], which is not cached.
+/// engine settings differ) is the node's problem, not the module's: the
+/// caller reports it as [`ExecError::Host`], which is not cached.
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Module, ExecError> {
+fn deserialize_child(engine: &Engine, artifact: &[u8]) -> Result<Module, String> {
     // SAFETY: `Module::deserialize` trusts its input to be wasmtime's own
     // output, since native code in it is run as is. `artifact` is exactly
     // what our compiler child process (`compiler::child_main`, started by
@@ -160,11 +202,20 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> Result<Module, ExecError> {
     // checks the artifact's header (wasmtime version, target, and every
     // compile-relevant engine setting) and returns an error on any
     // mismatch, which we report instead of loading.
-    unsafe { Module::deserialize(engine, artifact) }.map_err(|e| {
-        ExecError::Host(format!(
-            "the compiler's artifact does not load into this engine: {e:#}"
-        ))
-    })
+    unsafe { Module::deserialize(engine, artifact) }.map_err(|e| format!("{e:#}"))
+}
+
+/// Loads an artifact this process has just compiled (no
+/// [`Config::compiler`]).
+#[allow(unsafe_code)]
+fn deserialize_own(engine: &Engine, artifact: &[u8]) -> Result<Module, String> {
+    // SAFETY: `artifact` is the unmodified return value of
+    // `Engine::precompile_module`, called in `CompiledModule::compile` a
+    // moment ago by an engine of this sandbox after wasmtime's full
+    // validation of the wasm; it never left this process. Every engine of
+    // a sandbox has the same compile settings (`sandbox::engine_config`),
+    // and wasmtime checks the header against `engine` anyway.
+    unsafe { Module::deserialize(engine, artifact) }.map_err(|e| format!("{e:#}"))
 }
 
 /// Loads an artifact from this node's own artifact directory
@@ -180,18 +231,18 @@ fn deserialize_cached(engine: &Engine, artifact: &[u8]) -> Result<Module, String
     // come from a file in `Config::artifact_dir`, which is inside the node's
     // own data directory and written only by this node
     // (`artifacts::ArtifactDir::store`): the output of
-    // `Engine::precompile_module` in our compiler child process or of
-    // `Module::serialize` in this one, each after wasmtime fully validated
-    // and compiled the untrusted wasm. Peers never write files there: they
-    // send wasm, never compiled code. Before this call, `artifacts` checked
-    // the file's SHA-256 over the artifact (catching torn writes, truncation
-    // and bit rot), that it was stored for this very module hash, and the
-    // file name carries this engine's compatibility fingerprint; wasmtime
-    // then checks its own header (version, target, engine settings). Anyone
-    // able to write into the data directory can already replace the node's
-    // identity and state, so this trusts nobody new. We read the file into
-    // memory rather than use `Module::deserialize_file`, whose mmap would
-    // let a later truncation of the file crash the node (SIGBUS).
+    // `Engine::precompile_module` in our compiler child process or in this
+    // one, each after wasmtime fully validated and compiled the untrusted
+    // wasm. Peers never write files there: they send wasm, never compiled
+    // code. Before this call, `artifacts` checked the file's SHA-256 over
+    // the artifact (catching torn writes, truncation and bit rot), that it
+    // was stored for this very module hash, and the file name carries this
+    // engine's compatibility fingerprint; wasmtime then checks its own
+    // header (version, target, engine settings). Anyone able to write into
+    // the data directory can already replace the node's identity and
+    // state, so this trusts nobody new. We read the file into memory rather
+    // than use `Module::deserialize_file`, whose mmap would let a later
+    // truncation of the file crash the node (SIGBUS).
     unsafe { Module::deserialize(engine, artifact) }
         .map_err(|e| format!("wasmtime refused the artifact: {e:#}"))
 }

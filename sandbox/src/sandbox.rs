@@ -1,21 +1,24 @@
-//! [`Sandbox`]: the node-wide engine, linker, compile cache (in memory, and
-//! on disk with [`Config::artifact_dir`]) and epoch ticker, and the code
-//! that runs one job and classifies its outcome.
+//! [`Sandbox`]: the node-wide engine (pooled with [`Config::pool`]), linker,
+//! compile cache (in memory, and on disk with [`Config::artifact_dir`]) and
+//! epoch ticker, and the code that runs one job and classifies its outcome.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::{Engine, Linker, Store, Trap, WasmFeatures};
+use wasmtime::{
+    Engine, Linker, PoolConcurrencyLimitError, PoolingAllocationConfig, Store, Trap, WasmFeatures,
+};
 use wasmtime_wasi::I32Exit;
 
 use crate::artifacts::ArtifactDir;
 use crate::cache::{CacheStats, ModuleCache};
-use crate::module::{self, CompiledModule, ModuleHash};
+use crate::limiter::{MAX_TABLE_ELEMENTS, MAX_TABLES};
+use crate::module::{self, CompiledModule, ModuleHash, Runtime};
 use crate::state::JobState;
 use crate::ticker::EpochTicker;
-use crate::{Config, ExecError, Execution, JobInput, Limits, SandboxError, poll};
+use crate::{Config, ExecError, Execution, JobInput, Limits, PoolConfig, SandboxError, poll};
 
 /// Epoch deadlines are clamped to this many ticks so that adding them to
 /// the current epoch cannot overflow (2^62 ticks of 1 ns is 146 years).
@@ -27,9 +30,11 @@ const MAX_DEADLINE_TICKS: u64 = 1 << 62;
 /// preview 1 linker built once, and the compile cache. See the
 /// [crate documentation](crate) for costs and lifetimes.
 pub struct Sandbox {
-    engine: Engine,
-    linker: Linker<JobState>,
-    /// `(module, name)` of every import the linker defines.
+    /// The engine and linker modules are loaded into: pooled with
+    /// [`Config::pool`], then (only with a pool) an on-demand pair with the
+    /// same compile settings for modules that do not fit a pool slot.
+    runtimes: Vec<Runtime>,
+    /// `(module, name)` of every import the linkers define.
     provided: HashSet<(String, String)>,
     cache: ModuleCache,
     /// The on-disk cache, if [`Config::artifact_dir`] is set.
@@ -68,25 +73,34 @@ impl Sandbox {
                 "max_wasm_stack must not be zero".into(),
             ));
         }
-        let engine = Engine::new(&engine_config(&config))
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut JobState| &mut state.wasi)
-            .map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
-        poll::add_to_linker(&mut linker).map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
-        let provided = provided_imports(&engine, &linker);
+        if config.pool.is_some_and(|pool| pool.instances == 0) {
+            return Err(SandboxError::InvalidConfig(
+                "pool.instances must be at least 1".into(),
+            ));
+        }
+        let mut runtimes = Vec::with_capacity(2);
+        if let Some(pool) = &config.pool {
+            let mut engine = engine_config(&config);
+            engine.allocation_strategy(pooling(pool));
+            runtimes.push(runtime(&engine)?);
+        }
+        runtimes.push(runtime(&engine_config(&config))?);
+        let engine = &runtimes[0].engine;
+        let provided = provided_imports(engine, &runtimes[0].linker);
         let artifacts = match &config.artifact_dir {
             None => None,
             Some(dir) => Some(
-                ArtifactDir::open(dir, config.artifact_dir_max_bytes, &engine)
+                ArtifactDir::open(dir, config.artifact_dir_max_bytes, engine)
                     .map_err(|e| SandboxError::ArtifactDir(format!("{}: {e}", dir.display())))?,
             ),
         };
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
-            .map_err(|e| SandboxError::Ticker(e.to_string()))?;
+        let ticker = EpochTicker::start(
+            runtimes.iter().map(|r| r.engine.clone()).collect(),
+            config.epoch_tick,
+        )
+        .map_err(|e| SandboxError::Ticker(e.to_string()))?;
         Ok(Self {
-            engine,
-            linker,
+            runtimes,
             provided,
             cache: ModuleCache::new(config.module_cache_capacity),
             artifacts,
@@ -155,8 +169,7 @@ impl Sandbox {
             }
         };
         match CompiledModule::from_cached_artifact(
-            &self.engine,
-            &self.linker,
+            &self.runtimes,
             &self.provided,
             &artifact,
             *hash,
@@ -188,8 +201,7 @@ impl Sandbox {
     ) -> Result<Arc<CompiledModule>, ExecError> {
         let started = Instant::now();
         let outcome = CompiledModule::compile(
-            &self.engine,
-            &self.linker,
+            &self.runtimes,
             &self.provided,
             &self.config,
             wasm,
@@ -226,7 +238,7 @@ impl Sandbox {
     pub fn engine_fingerprint(&self) -> String {
         match &self.artifacts {
             Some(artifacts) => artifacts.engine_fingerprint().to_owned(),
-            None => crate::artifacts::fingerprint(&self.engine),
+            None => crate::artifacts::fingerprint(&self.runtimes[0].engine),
         }
     }
 
@@ -261,10 +273,15 @@ impl Sandbox {
     pub fn run(&self, module: &CompiledModule, input: &JobInput, limits: &Limits) -> Execution {
         let started = Instant::now();
         let (state, stdio) = JobState::new(input, limits);
-        let mut store = Store::new(&self.engine, state);
+        let engine = module.module().engine();
+        let mut store = Store::new(engine, state);
         store.limiter(|state| &mut state.limiter);
 
-        let outcome = if Engine::same(module.module().engine(), &self.engine) {
+        let outcome = if self
+            .runtimes
+            .iter()
+            .any(|r| Engine::same(engine, &r.engine))
+        {
             self.execute(&mut store, module, limits)
         } else {
             Err(Failure::Setup(
@@ -320,9 +337,10 @@ impl Sandbox {
 /// The engine configuration for `config`: everything that affects compiled
 /// code, shared with the compiler child process
 /// ([`crate::compiler::child_main`]) so that its artifacts load here. The
-/// allocation strategy (the pooling allocator, if ever configured) must be
-/// set by [`Sandbox::new`] on top of this, not here: under the child's
-/// `RLIMIT_AS` its address-space reservations would not fit.
+/// allocation strategy ([`Config::pool`]) is set by [`Sandbox::new`] on top
+/// of this, never here: under the child's `RLIMIT_AS` the pool's
+/// address-space reservations would not fit. It is not part of wasmtime's
+/// compatibility hash, so pooled and on-demand engines share artifacts.
 pub(crate) fn engine_config(config: &Config) -> wasmtime::Config {
     let mut engine = wasmtime::Config::new();
     engine
@@ -343,6 +361,42 @@ pub(crate) fn engine_config(config: &Config) -> wasmtime::Config {
             .wasm_shared_everything_threads(false);
     }
     engine
+}
+
+/// wasmtime's pooling allocator for `pool`, sized so that it refuses
+/// nothing the job's limiter would allow (see [`Config::pool`]): one 32-bit
+/// memory of up to 4 GiB (the default memory reservation, which each slot
+/// takes anyway), up to [`MAX_TABLES`] tables of [`MAX_TABLE_ELEMENTS`]
+/// each, no bound on instance metadata (it is allocated per instance, not
+/// pooled), and no async stacks (jobs run synchronously).
+fn pooling(pool: &PoolConfig) -> PoolingAllocationConfig {
+    // Tables: the validator allows at most 100 per module.
+    let tables = u32::try_from(MAX_TABLES).unwrap_or(u32::MAX);
+    let mut config = PoolingAllocationConfig::new();
+    config
+        .total_core_instances(pool.instances)
+        .total_memories(pool.instances)
+        .max_memories_per_module(1)
+        .max_memory_size(4 << 30)
+        .total_tables(pool.instances.saturating_mul(tables))
+        .max_tables_per_module(tables)
+        .table_elements(MAX_TABLE_ELEMENTS)
+        .max_core_instance_size(usize::MAX >> 1)
+        .total_stacks(0)
+        .linear_memory_keep_resident(pool.memory_keep_resident)
+        .table_keep_resident(pool.table_keep_resident);
+    config
+}
+
+/// An engine built from `config` and the WASI preview 1 linker (nothing
+/// else is importable).
+fn runtime(config: &wasmtime::Config) -> Result<Runtime, SandboxError> {
+    let engine = Engine::new(config).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+    let mut linker = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut JobState| &mut state.wasi)
+        .map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
+    poll::add_to_linker(&mut linker).map_err(|e| SandboxError::Linker(format!("{e:#}")))?;
+    Ok(Runtime { engine, linker })
 }
 
 /// Every `(module, name)` that `linker` defines.
@@ -390,6 +444,14 @@ fn classify(failure: Failure, state: &JobState, stdout_overflowed: bool) -> Resu
     let exit = error.downcast_ref::<I32Exit>().map(|exit| exit.0);
     if exit == Some(0) {
         return Ok(());
+    }
+    if let Some(full) = error.downcast_ref::<PoolConcurrencyLimitError>() {
+        // Never a verdict on the job: the node ran more jobs at once than
+        // it sized its pool for.
+        return Err(ExecError::Host(format!(
+            "no free instance in the sandbox's pool ({full}); Config::pool is smaller than \
+             the number of jobs running at once"
+        )));
     }
     let trap = error.downcast_ref::<Trap>().copied();
     Err(if trap == Some(Trap::Interrupt) {

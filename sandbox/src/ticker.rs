@@ -1,4 +1,4 @@
-//! The epoch ticker: a thread that advances the engine's epoch every
+//! The epoch ticker: a thread that advances the engines' epochs every
 //! `epoch_tick`, which is what makes wall-time deadlines fire. It stops
 //! (and is joined) when its owner is dropped.
 
@@ -16,15 +16,18 @@ pub(crate) struct EpochTicker {
 }
 
 impl EpochTicker {
-    /// Starts a thread calling `engine.increment_epoch()` every `tick`.
-    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
+    /// Starts a thread calling `increment_epoch()` on each of `engines`
+    /// every `tick`.
+    pub(crate) fn start(engines: Vec<Engine>, tick: Duration) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("peergrid-epoch".into())
             .spawn(move || {
                 // Any message or a dropped sender ends the loop.
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(Self {
