@@ -5,7 +5,9 @@
 //! then times submit→verified-result for a trivial job at fixed k=1 and
 //! k=3, at k=3 with adaptive replication once the workers are trusted, and
 //! the same job run locally in the sandbox as the baseline. Then, apart
-//! from the grid, cold start vs warm ([`cold_start`]).
+//! from the grid, cold start vs warm ([`cold_start`]) and what one job's
+//! instance costs with and without the pooling allocator
+//! ([`instantiation`]).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -220,6 +222,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("cold-start thread")??;
     println!("\n{cold}");
+    let instantiation = tokio::task::spawn_blocking(instantiation)
+        .await
+        .context("instantiation thread")??;
+    println!("{instantiation}");
     tokio::task::spawn_blocking(super::bench_native::run)
         .await
         .context("WASM vs native thread")??;
@@ -312,6 +318,133 @@ fn cold_start() -> anyhow::Result<String> {
             ms(total(sample)),
             total(sample).as_secs_f64() / total(warm).as_secs_f64()
         ));
+    }
+    Ok(out)
+}
+
+/// `(module (memory 1) (func (export "_start")))`: the tiny module of the
+/// instantiation rows (one page of memory, a `_start` that returns).
+const TINY_MODULE: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // types: [] -> []
+    0x03, 0x02, 0x01, 0x00, // functions: one of type 0
+    0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1 page
+    0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // export
+    0x0a, 0x04, 0x01, 0x02, 0x00, 0x0b, // code: an empty body
+];
+
+/// Issue 6, cheap instantiation: instantiate + call + drop of
+/// [`TINY_MODULE`], on demand vs from wasmtime's pooling allocator, through
+/// [`peergrid_sandbox::Sandbox::run`] (store, WASI context, limiter, fuel
+/// and epoch deadline: what a job pays) and, for reference, in plain
+/// wasmtime (`InstancePre::instantiate`, `_start`, drop the store; default
+/// settings, no WASI). The pool is the one a node builds
+/// ([`peergrid_sandbox::PoolConfig::for_slots`]). The four ways alternate
+/// in blocks of 1,000 runs, so load from other processes falls on all of
+/// them alike. Returns the table as text. Blocks: call it off the async
+/// runtime.
+fn instantiation() -> anyhow::Result<String> {
+    use peergrid_sandbox::{Config, JobInput, PoolConfig, Sandbox};
+    const RUNS: usize = 20_000;
+    const BLOCK: usize = 1_000;
+    let pool = PoolConfig::for_slots(2);
+
+    type Run = Box<dyn FnMut() -> anyhow::Result<()>>;
+    let plain_error = |e: wasmtime::Error| anyhow::anyhow!("plain wasmtime: {e:#}");
+    let sandbox_way = |pool: Option<PoolConfig>| -> anyhow::Result<Run> {
+        let mut config = Config::default();
+        config.pool = pool;
+        let sandbox = Sandbox::new(config)?;
+        let module = sandbox.compile(TINY_MODULE)?;
+        let limits = peergrid_worker::node::sandbox_limits(&Limits::default());
+        let input = JobInput::default();
+        Ok(Box::new(move || {
+            let execution = sandbox.run(&module, &input, &limits);
+            anyhow::ensure!(execution.result.is_ok(), "{:?}", execution.result);
+            Ok(())
+        }))
+    };
+    let plain_way = |pool: Option<PoolConfig>| -> anyhow::Result<Run> {
+        let mut config = wasmtime::Config::new();
+        if let Some(pool) = pool {
+            let mut pooling = wasmtime::PoolingAllocationConfig::new();
+            pooling
+                .total_core_instances(pool.instances)
+                .total_memories(pool.instances)
+                .total_tables(pool.instances)
+                .total_stacks(0)
+                .linear_memory_keep_resident(pool.memory_keep_resident)
+                .table_keep_resident(pool.table_keep_resident);
+            config.allocation_strategy(pooling);
+        }
+        let engine = wasmtime::Engine::new(&config).map_err(plain_error)?;
+        let module = wasmtime::Module::new(&engine, TINY_MODULE).map_err(plain_error)?;
+        let pre = wasmtime::Linker::<()>::new(&engine)
+            .instantiate_pre(&module)
+            .map_err(plain_error)?;
+        Ok(Box::new(move || {
+            let mut store = wasmtime::Store::new(&engine, ());
+            let instance = pre.instantiate(&mut store).map_err(plain_error)?;
+            let start = instance
+                .get_typed_func::<(), ()>(&mut store, "_start")
+                .map_err(plain_error)?;
+            start.call(&mut store, ()).map_err(plain_error)?;
+            drop(store);
+            Ok(())
+        }))
+    };
+    let mut ways: Vec<(&str, Run, Vec<Duration>)> = vec![
+        ("sandbox `run`, on demand", sandbox_way(None)?, Vec::new()),
+        (
+            "sandbox `run`, pooled",
+            sandbox_way(Some(pool))?,
+            Vec::new(),
+        ),
+        ("plain wasmtime, on demand", plain_way(None)?, Vec::new()),
+        ("plain wasmtime, pooled", plain_way(Some(pool))?, Vec::new()),
+    ];
+    for (_, run, samples) in &mut ways {
+        for _ in 0..BLOCK {
+            run()?; // warm-up: caches, lazily built state, pool slots
+        }
+        samples.reserve(RUNS);
+    }
+    for _ in 0..RUNS / BLOCK {
+        for (_, run, samples) in &mut ways {
+            for _ in 0..BLOCK {
+                let started = Instant::now();
+                run()?;
+                samples.push(started.elapsed());
+            }
+        }
+    }
+    let us = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1e6);
+    let stats: Vec<(&str, Stats)> = ways
+        .into_iter()
+        .map(|(label, _, samples)| (label, stats(samples)))
+        .collect();
+    let mut out = format!(
+        "instantiation: instantiate + call + drop of a tiny module (one memory page, `_start` \
+         returns), {RUNS} runs each; pool of {} instances ({} KiB of memory and {} KiB of \
+         tables kept resident per slot)\n\n\
+         | what | p50 µs | p99 µs | mean µs | p50 vs on demand | p99 vs on demand |\n\
+         |---|---|---|---|---|---|\n",
+        pool.instances,
+        pool.memory_keep_resident / 1024,
+        pool.table_keep_resident / 1024,
+    );
+    for pair in stats.chunks(2) {
+        let [(_, on_demand), _] = pair else { continue };
+        for (label, s) in pair {
+            out.push_str(&format!(
+                "| {label} | {} | {} | {} | {:.2}x | {:.2}x |\n",
+                us(s.p50),
+                us(s.p99),
+                us(s.mean),
+                s.p50.as_secs_f64() / on_demand.p50.as_secs_f64(),
+                s.p99.as_secs_f64() / on_demand.p99.as_secs_f64(),
+            ));
+        }
     }
     Ok(out)
 }
