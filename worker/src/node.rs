@@ -109,7 +109,9 @@ impl Node {
     /// Builds a node with this identity and configuration: creates the
     /// sandbox engine, the job threads and the module store. Compiled code
     /// is cached in `<data dir>/compiled` unless the sandbox config names
-    /// another `artifact_dir`.
+    /// another `artifact_dir`; job instances come from a pool sized for the
+    /// slots ([`peergrid_sandbox::PoolConfig::for_slots`]) unless it names
+    /// another `pool`.
     pub fn new(identity: Identity, config: NodeConfig) -> Result<Arc<Self>, NodeError> {
         let bits = config.gossip.membership.puzzle_bits;
         if !peergrid_proto::puzzle::solves(&identity.public_key(), bits) {
@@ -126,6 +128,14 @@ impl Node {
         // Compiled code survives restarts: `<data dir>/compiled`.
         if sandbox_config.artifact_dir.is_none() {
             sandbox_config.artifact_dir = Some(config.data_dir.join("compiled"));
+        }
+        // Jobs take their instances from a pool: one per slot, plus
+        // headroom. No memory cap of its own: a slot admits any 32-bit
+        // memory and the job's limit (at most `max_limits.memory_bytes`)
+        // stays with the sandbox's limiter, so verdicts are those of a
+        // node without the pool.
+        if sandbox_config.pool.is_none() {
+            sandbox_config.pool = Some(peergrid_sandbox::PoolConfig::for_slots(config.slots));
         }
         let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
         let store = ModuleStore::open(&config.data_dir.join("modules"))?;

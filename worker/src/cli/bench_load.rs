@@ -173,10 +173,10 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Row 5: RSS of one `peergrid node` process idle (after start-up settles)
-/// and its peak while all its slots run the Mandelbrot sample (sampled
-/// every 10 ms). Returns the table as text, or a note where /proc is
-/// missing.
+/// Row 5: RSS of one `peergrid node` process idle (after start-up settles),
+/// its peak while all its slots run the Mandelbrot sample (sampled every
+/// 10 ms), and idle again after the jobs (what the instance pool keeps).
+/// Returns the table as text, or a note where /proc is missing.
 pub async fn memory() -> anyhow::Result<String> {
     let slots = 2;
     let node = NodeProcess::start(slots)?;
@@ -222,15 +222,21 @@ pub async fn memory() -> anyhow::Result<String> {
         p.accepted == slots * 8,
         "memory bench jobs not accepted: {p:?}"
     );
+    // What the node keeps once the jobs are gone (with the instance pool:
+    // each used slot's resident remainder, the rest was given back).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = node.rss().unwrap_or(0);
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     Ok(format!(
-        "memory: one `peergrid node` process ({slots} slots), RSS from /proc\n\n\
+        "memory: one `peergrid node` process ({slots} slots, instance pool), RSS from /proc\n\n\
          | state | RSS MiB |\n|---|---|\n\
          | idle, 2 s after start | {:.1} |\n\
-         | peak while {slots} slots run {} ({} jobs, {busy_samples} samples) | {:.1} |\n",
+         | peak while {slots} slots run {} ({} jobs, {busy_samples} samples) | {:.1} |\n\
+         | idle again, 2 s after the jobs | {:.1} |\n",
         mib(idle),
         job.name,
         slots * 8,
-        mib(peak)
+        mib(peak),
+        mib(after)
     ))
 }
