@@ -87,14 +87,14 @@ pub struct Config {
     ///
     /// It makes a job's set-up and teardown cheaper. Measured with
     /// `peergrid bench` on a 2-core VM (medians), instantiate + call + drop
-    /// of a tiny module takes 2.4 µs pooled against 11.2 µs on demand in
-    /// plain wasmtime, and 16.5 µs against 25.5 µs through
-    /// [`Sandbox::run`](crate::Sandbox::run) (p99: 36 against 62 µs): the
-    /// pool reuses a slot's mappings and resets it with `memset` and
-    /// `madvise`, where on demand maps 4 GiB of address space, changes its
-    /// protection and unmaps it for every job. Use it for a node, which
-    /// runs many short jobs; a sandbox that runs a handful (`peergrid run`,
-    /// tests) gains nothing.
+    /// of a tiny module takes 3.4 µs pooled against 9.7 µs on demand
+    /// through [`Sandbox::run`](crate::Sandbox::run) (p99: 4.4 against
+    /// 13.5 µs), and 2.3 against 8.6 µs in plain wasmtime: the pool reuses
+    /// a slot's mappings and resets it with `memset` and `madvise`, where
+    /// on demand maps 4 GiB of address space, changes its protection and
+    /// unmaps it for every job. Use it for a node, which runs many short
+    /// jobs; a sandbox that runs a handful (`peergrid run`, tests) gains
+    /// nothing.
     ///
     /// # What it costs
     ///
