@@ -245,6 +245,16 @@ impl Round<'_> {
                 agreeing.len()
             )
         };
+        let busy = self
+            .candidates
+            .iter()
+            .filter(|c| c.free_slots == 0 && self.verification.is_placed(&c.peer))
+            .count();
+        if busy > 0 && pending > 0 {
+            text += &format!(
+                "; {busy} of the chosen workers had no free slot at the last survey: their replicas wait there for one"
+            );
+        }
         if self.escalations > 0 {
             text += &format!(
                 "; escalated: {} extra replicas placed after disagreement or failures",
