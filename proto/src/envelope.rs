@@ -6,6 +6,9 @@
 //! can never be accepted as another. [`verify`] checks the signature *before*
 //! anyone decodes the payload.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use crate::identity::{Identity, PeerId};
@@ -73,15 +76,49 @@ pub fn verify(envelope: &SignedEnvelope, domain: Domain) -> Result<Verified<'_>,
         .as_slice()
         .try_into()
         .map_err(|_| EnvelopeError::BadPublicKey(envelope.public_key.len()))?;
-    let key = VerifyingKey::from_bytes(&key).map_err(|_| EnvelopeError::InvalidPublicKey)?;
+    let (key, signer) = verifying_key(&key)?;
     let signature = Signature::from_slice(&envelope.signature)
         .map_err(|_| EnvelopeError::BadSignatureLength(envelope.signature.len()))?;
     key.verify_strict(&domain.message(&envelope.payload), &signature)
         .map_err(|_| EnvelopeError::BadSignature(domain))?;
     Ok(Verified {
-        signer: PeerId::from_public_key(&key),
+        signer,
         payload: &envelope.payload,
     })
+}
+
+/// Keys recently seen in envelopes, decompressed. Parsing a key (a point
+/// decompression, a square root in the field) is a third of checking a
+/// signature, and a grid sees the same few peers' keys over and over.
+/// Bounded: when full it is emptied, so keys that rotate on every message
+/// cost what they cost without a cache and nothing more.
+static KEYS: std::sync::LazyLock<Mutex<KeyCache>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Key bytes → the parsed key and its peer id.
+type KeyCache = HashMap<[u8; 32], (VerifyingKey, PeerId)>;
+
+/// Most keys [`KEYS`] holds.
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+/// `bytes` as a verifying key with its peer id, from the cache or parsed
+/// (and then cached).
+fn verifying_key(bytes: &[u8; 32]) -> Result<(VerifyingKey, PeerId), EnvelopeError> {
+    let lock = || {
+        KEYS.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    if let Some(known) = lock().get(bytes) {
+        return Ok(*known);
+    }
+    let key = VerifyingKey::from_bytes(bytes).map_err(|_| EnvelopeError::InvalidPublicKey)?;
+    let known = (key, PeerId::from_public_key(&key));
+    let mut keys = lock();
+    if keys.len() >= KEY_CACHE_CAPACITY {
+        keys.clear();
+    }
+    keys.insert(*bytes, known);
+    Ok(known)
 }
 
 /// Why an envelope was refused.
@@ -105,6 +142,30 @@ pub enum EnvelopeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_cache_stays_bounded_and_answers_like_a_fresh_parse() {
+        let id = Identity::generate();
+        let signed = sign(&id, Domain::Job, b"payload".to_vec());
+        for _ in 0..2 {
+            // Parsed, then from the cache: the same answer.
+            let verified = verify(&signed, Domain::Job).expect("valid");
+            assert_eq!(verified.signer, id.peer_id());
+        }
+        let mut forged = signed.clone();
+        forged.signature[0] ^= 1;
+        assert_eq!(
+            verify(&forged, Domain::Job).unwrap_err(),
+            EnvelopeError::BadSignature(Domain::Job)
+        );
+        for _ in 0..KEY_CACHE_CAPACITY + 10 {
+            let other = Identity::generate();
+            let signed = sign(&other, Domain::Job, b"x".to_vec());
+            assert!(verify(&signed, Domain::Job).is_ok());
+        }
+        let cached = KEYS.lock().map(|k| k.len()).unwrap_or(usize::MAX);
+        assert!(cached <= KEY_CACHE_CAPACITY, "{cached} keys cached");
+    }
 
     #[test]
     fn tampered_payload_fails() {
