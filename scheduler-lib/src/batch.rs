@@ -8,7 +8,10 @@
 //! records in one transaction before anything is placed, so a batch
 //! interrupted by Ctrl-C or a crash is finished by
 //! [`Scheduler::resume_batch`]: inputs already decided are reported from the
-//! ledger, never run again; the others are placed again.
+//! ledger, never run again; the others are placed again. A task that finds
+//! too few usable workers (all busy elsewhere, briefly unreachable, not yet
+//! discovered) waits and tries again until the job timeout, instead of
+//! failing the moment the grid is short.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -34,13 +37,13 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use peergrid_proto::hash::hash_from_slice;
 use peergrid_proto::{Sha256Hash, pb};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::error::SchedulerError;
 use crate::job::{Job, Submission};
@@ -243,6 +246,9 @@ pub struct BatchProgress {
     pub failed: usize,
     /// Being placed or running now.
     pub in_flight: usize,
+    /// Of those in flight, how many are waiting because the grid has too
+    /// few usable workers for them right now (they try again shortly).
+    pub waiting: usize,
     /// Not started yet.
     pub queued: usize,
     /// Of the finished ones, how many were already decided before this run.
@@ -309,12 +315,60 @@ impl BatchRun {
 
 /// What a task needs before it runs.
 enum Pending {
-    /// A new job whose record is written.
-    Fresh(Job, Submission),
-    /// A recorded job to place again.
-    Resume(Box<pb::JobRecord>),
+    /// A job to run.
+    Run(Work),
     /// Already decided.
     Done(TaskOutcome),
+}
+
+/// A job of the batch still to be run.
+enum Work {
+    /// A new job whose record is written.
+    Fresh(Box<Job>, Submission),
+    /// A recorded job to place again.
+    Resume(Box<pb::JobRecord>),
+}
+
+/// The first pause when a task finds too few usable workers; it doubles up
+/// to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+/// The longest pause between two tries of a task waiting for workers.
+const MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// Runs one task. When the grid has too few usable workers for it (all
+/// busy elsewhere, unreachable for a moment, not yet discovered), the task
+/// waits and tries again, with growing pauses, until the scheduler's job
+/// timeout has passed; only then is it reported failed (a resume tries it
+/// again). Waiting tasks are counted in [`BatchProgress::waiting`].
+async fn run_task(
+    scheduler: Arc<Scheduler>,
+    mut work: Work,
+    progress: Arc<watch::Sender<BatchProgress>>,
+) -> Result<JobReport, SchedulerError> {
+    let started = Instant::now();
+    let mut pause = FIRST_PAUSE;
+    loop {
+        let result = match &work {
+            Work::Fresh(job, submission) => scheduler.run_submission(job, submission.clone()).await,
+            Work::Resume(record) => scheduler.resume((**record).clone(), true).await,
+        };
+        let waiting = matches!(result, Err(SchedulerError::NotEnoughWorkers { .. }))
+            && started.elapsed() + pause < scheduler.job_timeout();
+        if !waiting {
+            return result;
+        }
+        if let Err(e) = &result {
+            debug!(error = %e, ?pause, "too few usable workers; the task waits");
+        }
+        progress.send_modify(|p| p.waiting += 1);
+        tokio::time::sleep(pause).await;
+        progress.send_modify(|p| p.waiting -= 1);
+        pause = (pause * 2).min(MAX_PAUSE);
+        if let Work::Fresh(_, submission) = &mut work {
+            // Envelopes are signed when placed; give them a full lifetime.
+            submission.expires_at = SystemTime::now() + scheduler.envelope_ttl();
+        }
+    }
 }
 
 struct Item {
@@ -371,7 +425,7 @@ impl Scheduler {
                 index,
                 label,
                 job_id: submission.job_id,
-                pending: Pending::Fresh(job, submission),
+                pending: Pending::Run(Work::Fresh(Box::new(job), submission)),
             });
         }
         let batch_id: Sha256Hash = rand::random();
@@ -452,7 +506,7 @@ impl Scheduler {
                     replicas = replicas.max(record.replicas as usize);
                     match TaskOutcome::recorded(&record) {
                         Some(outcome) => Pending::Done(outcome),
-                        None => Pending::Resume(Box::new(record)),
+                        None => Pending::Run(Work::Resume(Box::new(record))),
                     }
                 }
             };
@@ -465,7 +519,7 @@ impl Scheduler {
         }
         let to_run = items
             .iter()
-            .filter(|i| matches!(i.pending, Pending::Resume(_)))
+            .filter(|i| matches!(i.pending, Pending::Run(_)))
             .count();
         let in_flight = match in_flight {
             Some(n) => n.max(1),
@@ -507,6 +561,7 @@ impl Scheduler {
             queued: total,
             ..BatchProgress::default()
         });
+        let progress_tx = Arc::new(progress_tx);
         let scheduler = Arc::clone(self);
         let span = info_span!("batch", id = %hex::encode(&id[..6]));
         tokio::spawn(
@@ -517,7 +572,9 @@ impl Scheduler {
                 loop {
                     while running.len() < in_flight {
                         let Some(item) = queue.next() else { break };
-                        progress_tx.send_modify(|p| p.queued -= 1);
+                        // Each change of progress is one `send_modify`, so
+                        // a reader never sees a task counted twice or not
+                        // at all.
                         let (index, label, job_id) = (item.index, item.label, item.job_id);
                         let run = match item.pending {
                             Pending::Done(outcome) => {
@@ -528,24 +585,25 @@ impl Scheduler {
                                     outcome,
                                     from_ledger: true,
                                 };
-                                progress_tx.send_modify(|p| p.count(&result));
+                                progress_tx.send_modify(|p| {
+                                    p.queued -= 1;
+                                    p.count(&result);
+                                });
                                 if results_tx.send(result).await.is_err() {
                                     return;
                                 }
                                 continue;
                             }
-                            Pending::Fresh(job, submission) => {
-                                let s = Arc::clone(&scheduler);
-                                tokio::spawn(
-                                    async move { s.run_submission(&job, submission).await },
-                                )
-                            }
-                            Pending::Resume(record) => {
-                                let s = Arc::clone(&scheduler);
-                                tokio::spawn(async move { s.resume(*record, true).await })
-                            }
+                            Pending::Run(work) => tokio::spawn(run_task(
+                                Arc::clone(&scheduler),
+                                work,
+                                Arc::clone(&progress_tx),
+                            )),
                         };
-                        progress_tx.send_modify(|p| p.in_flight += 1);
+                        progress_tx.send_modify(|p| {
+                            p.queued -= 1;
+                            p.in_flight += 1;
+                        });
                         running.spawn(async move {
                             let outcome = match run.await {
                                 Ok(report) => TaskOutcome::of(report),

@@ -636,6 +636,11 @@ impl Scheduler {
         }
     }
 
+    /// How long one job may take, submit to verdict.
+    pub(crate) fn job_timeout(&self) -> Duration {
+        self.config.job_timeout
+    }
+
     /// How many peer addresses this scheduler was configured with.
     pub(crate) fn configured_peers(&self) -> usize {
         self.config.peers.len()

@@ -131,3 +131,50 @@ async fn an_empty_batch_is_refused_before_anything_is_recorded() {
     assert!(err.to_string().contains("no inputs"), "{err}");
     assert!(ledger.batches().unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waits_for_workers_to_appear_instead_of_failing() {
+    use peergrid_worker::GridNode;
+    use std::time::{Duration, Instant};
+    // One node: a strict majority of 3 needs two. The batch starts anyway.
+    let first = GridNode::start(peergrid_tests::node_config())
+        .await
+        .unwrap();
+    let scheduler = Arc::new(scheduler_lib::Scheduler::new(
+        peergrid_proto::Identity::generate(),
+        scheduler_lib::SchedulerConfig {
+            puzzle_bits: peergrid_worker::config::LOCAL_PUZZLE_BITS,
+            peers: vec![first.addr.to_string()],
+            job_timeout: Duration::from_secs(60),
+            discovery_ttl: Duration::from_millis(100),
+            ..scheduler_lib::SchedulerConfig::default()
+        },
+    ));
+    let tasks = (1..=4).map(|n| Task::new((n * 1000).to_string().into_bytes()));
+    let batch = Batch::new(Job::new(PRIMES.wasm).replicas(3), tasks).in_flight(2);
+    let started = Instant::now();
+    let mut run = scheduler.submit_batch(batch).await.unwrap();
+    let mut progress = run.subscribe();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        progress.wait_for(|p| p.waiting > 0),
+    )
+    .await
+    .expect("the tasks wait for workers")
+    .unwrap();
+    // Two more nodes join through the first; gossip tells the scheduler.
+    let mut more = Vec::new();
+    for _ in 0..2 {
+        let mut config = peergrid_tests::node_config();
+        config.gossip.bootstrap = vec![first.addr.to_string()];
+        more.push(GridNode::start(config).await.unwrap());
+    }
+    let mut accepted = 0;
+    while let Some(result) = run.next().await {
+        assert!(result.outcome.is_success(), "{:?}", result.outcome);
+        accepted += 1;
+    }
+    assert_eq!(accepted, 4);
+    assert_eq!(run.progress().waiting, 0);
+    assert!(started.elapsed() > Duration::from_millis(100));
+}

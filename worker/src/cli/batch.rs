@@ -163,12 +163,16 @@ fn progress_bar(total: u64) -> Option<ProgressBar> {
 }
 
 fn counts(p: &BatchProgress) -> String {
-    format!(
+    let mut text = format!(
         "{} verified, {} failed, {} in flight",
         p.verified(),
         p.no_quorum + p.failed,
         p.in_flight
-    )
+    );
+    if p.waiting > 0 {
+        text += &format!(" ({} waiting for usable workers)", p.waiting);
+    }
+    text
 }
 
 fn summary(run: &BatchRun, p: &BatchProgress, elapsed: Duration) -> String {
