@@ -364,9 +364,14 @@ async fn run_task(
         tokio::time::sleep(pause).await;
         progress.send_modify(|p| p.waiting -= 1);
         pause = (pause * 2).min(MAX_PAUSE);
-        if let Work::Fresh(_, submission) = &mut work {
+        match &mut work {
             // Envelopes are signed when placed; give them a full lifetime.
-            submission.expires_at = SystemTime::now() + scheduler.envelope_ttl();
+            Work::Fresh(_, submission) => {
+                submission.expires_at = SystemTime::now() + scheduler.envelope_ttl();
+            }
+            // The first try noted the replicas an interruption left
+            // unanswered; the next ones must not note them again.
+            Work::Resume(record) => record.placements.clear(),
         }
     }
 }
