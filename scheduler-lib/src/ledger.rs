@@ -545,6 +545,15 @@ impl Ledger {
         Ok(all)
     }
 
+    /// The full record of every job, newest first, read in one pass.
+    /// Records that do not decode are skipped with a warning.
+    pub fn records(&self) -> Result<Vec<(Sha256Hash, pb::JobRecord)>, LedgerError> {
+        let mut all = Vec::new();
+        self.for_each_job(|job_id, record| all.push((job_id, record)))?;
+        all.sort_by_key(|(id, r)| std::cmp::Reverse((r.created_at_unix_ms, *id)));
+        Ok(all)
+    }
+
     /// The full records of jobs still SUBMITTED or RUNNING, oldest first:
     /// what a restarted node must resume or re-place. Records that do not
     /// decode are skipped with a warning.

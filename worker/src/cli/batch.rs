@@ -386,8 +386,12 @@ pub struct Problem {
 }
 
 impl BatchSummary {
-    /// Reads every job of `record` from `ledger` and counts them.
-    pub fn of(ledger: &Ledger, record: pb::BatchRecord) -> anyhow::Result<Self> {
+    /// Counts the jobs of `record`, each found with `job` (from records
+    /// already read: this does no I/O).
+    pub fn of<'a>(
+        record: pb::BatchRecord,
+        job: impl Fn(&Sha256Hash) -> Option<&'a pb::JobRecord>,
+    ) -> anyhow::Result<Self> {
         let id = peergrid_proto::hash::hash_from_slice(&record.batch_id)
             .context("a batch record with an id that is not 32 bytes")?;
         let mut summary = Self {
@@ -407,7 +411,7 @@ impl BatchSummary {
                 .cloned()
                 .unwrap_or_else(|| index.to_string());
             let job_id = peergrid_proto::hash::hash_from_slice(raw).unwrap_or_default();
-            let job = ledger.job(&job_id)?;
+            let job = job(&job_id);
             let short = hex::encode(&job_id[..6]);
             let status = job.as_ref().map(|j| super::job::Status::of(j, &short));
             let (state, why) = match (&job, status) {

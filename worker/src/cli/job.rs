@@ -33,6 +33,7 @@ use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::Context;
+use peergrid_proto::hash::hash_from_slice;
 use peergrid_proto::{Domain, PeerId, Sha256Hash, envelope, pb};
 use prost::Message;
 use scheduler_lib::ledger::{self, Ledger, LedgerError};
@@ -61,7 +62,13 @@ pub fn run(args: JobArgs) -> anyhow::Result<ExitCode> {
         let record = ledger
             .batch(&batch_id)?
             .with_context(|| format!("batch {} vanished from the ledger", hex::encode(batch_id)))?;
-        let summary = super::batch::BatchSummary::of(&ledger, record)?;
+        let mut jobs = std::collections::HashMap::new();
+        for id in record.job_ids.iter().filter_map(|id| hash_from_slice(id)) {
+            if let Some(job) = ledger.job(&id)? {
+                jobs.insert(id, job);
+            }
+        }
+        let summary = super::batch::BatchSummary::of(record, |id| jobs.get(id))?;
         print!(
             "{}",
             match args.output_format {

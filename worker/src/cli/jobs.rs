@@ -36,19 +36,16 @@ pub fn run(args: JobsArgs) -> anyhow::Result<ExitCode> {
     // Job id -> the batch it belongs to (full hex id).
     let mut in_batch = std::collections::HashMap::new();
     if let Some(ledger) = open_ledger(&path)? {
+        // Every record once; batches are summed from the same records.
+        records = ledger.records()?;
+        let by_id: std::collections::HashMap<&Sha256Hash, &pb::JobRecord> =
+            records.iter().map(|(id, r)| (id, r)).collect();
         for record in ledger.batches()? {
-            let summary = super::batch::BatchSummary::of(&ledger, record)?;
+            let summary = super::batch::BatchSummary::of(record, |id| by_id.get(id).copied())?;
             for id in &summary.record.job_ids {
                 in_batch.insert(id.clone(), hex::encode(summary.id));
             }
             batches.push(summary);
-        }
-        for summary in ledger.jobs()? {
-            // A record that stopped decoding between the two reads is skipped
-            // like the listing skips it.
-            if let Ok(Some(record)) = ledger.job(&summary.job_id) {
-                records.push((summary.job_id, record));
-            }
         }
     }
     if records.is_empty() {
