@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Builds the example jobs (job-primes, job-mandelbrot, job-hashchain) for
-# wasm32-wasip1 by hand and prints the paths of the .wasm files, one per line.
+# Builds the example jobs (job-primes, job-mandelbrot, job-hashchain,
+# job-matmul, job-nbody, job-hashmix) for wasm32-wasip1 by hand and prints
+# the paths of the .wasm files, one per line.
 #
 # This is the same nested build that jobs/build.rs runs during every cargo
 # build of peergrid-jobs: same command line, same cleaned environment, same
 # target directory (<workspace target dir>/wasm-jobs) and same profile
 # (jobs/wasm-profile.toml), so the two share their build cache.
-# Keep the command below in sync with build_jobs() in jobs/build.rs.
+# Keep the command below in sync with build_jobs() in jobs/build.rs, and
+# `packages` with JOBS there.
 #
 # Usage: jobs/build-wasm.sh [extra cargo build arguments, e.g. -v]
 set -euo pipefail
@@ -15,7 +17,7 @@ jobs_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$jobs_dir"
 cargo="${CARGO:-cargo}"
 target=wasm32-wasip1
-packages=(job-primes job-mandelbrot job-hashchain)
+packages=(job-primes job-mandelbrot job-hashchain job-matmul job-nbody job-hashmix)
 
 workspace_target_dir="$("$cargo" metadata --format-version 1 --no-deps --manifest-path "$jobs_dir/Cargo.toml" |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"

@@ -1,6 +1,6 @@
 //! Build script for `peergrid-jobs`: compiles the example job crates
-//! (`job-primes`, `job-mandelbrot`, `job-hashchain`) to `wasm32-wasip1` with a
-//! nested `cargo build` and copies the modules into `OUT_DIR`, where
+//! (`job-primes`, `job-mandelbrot`, `job-hashchain`, `job-matmul`,
+//! `job-nbody`, `job-hashmix`) to `wasm32-wasip1` with a nested `cargo build` and copies the modules into `OUT_DIR`, where
 //! `src/lib.rs` embeds them with `include_bytes!`.
 //!
 //! * The nested build has its own target directory, `<target-dir>/wasm-jobs`,
@@ -15,9 +15,9 @@
 //!   (passed with `--config`), independent of the workspace's profiles.
 //! * `build-wasm.sh` runs the same nested build by hand.
 //!
-//! Set `PEERGRID_JOBS_WASM_DIR` to a directory holding prebuilt
-//! `job-primes.wasm`, `job-mandelbrot.wasm` and `job-hashchain.wasm` to skip
-//! the nested build altogether (e.g. on a toolchain without rustup).
+//! Set `PEERGRID_JOBS_WASM_DIR` to a directory holding the prebuilt modules
+//! (`job-primes.wasm`, `job-mandelbrot.wasm`, ..., one per entry of [`JOBS`])
+//! to skip the nested build altogether (e.g. on a toolchain without rustup).
 
 use std::env;
 use std::ffi::OsString;
@@ -29,10 +29,14 @@ use std::process::Command;
 const WASM_TARGET: &str = "wasm32-wasip1";
 
 /// The job packages and their directories (relative to this package).
-const JOBS: [(&str, &str); 3] = [
+/// Keep `packages` in `build-wasm.sh` in sync.
+const JOBS: [(&str, &str); 6] = [
     ("job-primes", "primes"),
     ("job-mandelbrot", "mandelbrot"),
     ("job-hashchain", "hashchain"),
+    ("job-matmul", "matmul"),
+    ("job-nbody", "nbody"),
+    ("job-hashmix", "hashmix"),
 ];
 
 /// Directory with prebuilt modules that replaces the nested build.

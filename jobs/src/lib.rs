@@ -1,15 +1,20 @@
 //! The example peergrid jobs, compiled to `wasm32-wasip1` and embedded.
 //!
-//! Three small, deterministic WASI command modules, built from the sources in
-//! `jobs/primes`, `jobs/mandelbrot` and `jobs/hashchain` by this crate's build
-//! script during the normal cargo build (no manual step), each with a sample
-//! input and the exact output that input must produce:
+//! Six small, deterministic WASI command modules, built from the sources in
+//! `jobs/<name>` by this crate's build script during the normal cargo build
+//! (no manual step), each with a sample input and the exact output that
+//! input must produce. Together with the SHA-256 chain they cover the five
+//! standard compute kernels of the benchmark suite: matrix multiplication,
+//! a sieve, Mandelbrot, integer hash mixing and n-body.
 //!
-//! | job          | stdin                                   | output                         |
-//! |--------------|-----------------------------------------|--------------------------------|
-//! | `primes`     | `N` (`<= 2_000_000_000`)                | count, largest and sum of primes `<= N` |
-//! | `mandelbrot` | `WIDTH HEIGHT MAX_ITER [X0 Y0 X1 Y1]`   | binary PGM, or ASCII art with the `ascii` argument |
-//! | `hashchain`  | `ROUNDS SEED...`                        | hex digest of `ROUNDS` + 1 chained SHA-256 |
+//! | job          | stdin                                       | output                         |
+//! |--------------|---------------------------------------------|--------------------------------|
+//! | `primes`     | `N` (`<= 2_000_000_000`)                    | count, largest and sum of primes `<= N` |
+//! | `mandelbrot` | `WIDTH HEIGHT MAX_ITER [X0 Y0 X1 Y1]`       | binary PGM, or ASCII art with the `ascii` argument |
+//! | `hashchain`  | `ROUNDS SEED...`                            | hex digest of `ROUNDS` + 1 chained SHA-256 |
+//! | `matmul`     | `N [SEED]` (`N <= 2048`)                    | trace, sum and FNV-1a hash of the product of two seeded random `N x N` f64 matrices |
+//! | `nbody`      | `STEPS` (`<= 100_000_000`)                  | energy before and after `STEPS` steps of the 5-body (Sun and Jovian planets) simulation |
+//! | `hashmix`    | `ROUNDS SEED` (`ROUNDS <= 1_000_000_000`)   | eight 64-bit lanes in hex after `ROUNDS` rounds of an integer mixer (no floats) |
 //!
 //! Every job reads all of stdin, writes its result to stdout and exits with
 //! 0; on invalid input it writes a message to stderr and exits with 2
@@ -73,9 +78,46 @@ pub const HASHCHAIN: ExampleJob = ExampleJob {
     sample_stdout: include_bytes!("../hashchain/sample/stdout.txt"),
 };
 
-/// All example jobs, in a fixed order: primes, mandelbrot, hashchain.
-pub fn all() -> [&'static ExampleJob; 3] {
-    [&PRIMES, &MANDELBROT, &HASHCHAIN]
+/// Multiplies two pseudo-random matrices (i-k-j triple loop over `f64`).
+pub const MATMUL: ExampleJob = ExampleJob {
+    name: "matmul",
+    description: "dense matrix product C = A B of two N x N f64 matrices filled from splitmix64 \
+                  (plain i-k-j triple loop); prints the trace, the sum and an FNV-1a hash of C; \
+                  stdin: `N [SEED]`, N at most 2048, SEED 0 by default",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/job-matmul.wasm")),
+    sample_stdin: include_bytes!("../matmul/sample/stdin.txt"),
+    sample_args: &[],
+    sample_stdout: include_bytes!("../matmul/sample/stdout.txt"),
+};
+
+/// Simulates the Sun and the Jovian planets (the Benchmarks Game's n-body).
+pub const NBODY: ExampleJob = ExampleJob {
+    name: "nbody",
+    description: "the Sun and the four Jovian planets under gravity (the Benchmarks Game's \
+                  n-body, scalar f64); prints the energy before and after; \
+                  stdin: `STEPS`, at most 100000000",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/job-nbody.wasm")),
+    sample_stdin: include_bytes!("../nbody/sample/stdin.txt"),
+    sample_args: &[],
+    sample_stdout: include_bytes!("../nbody/sample/stdout.txt"),
+};
+
+/// Iterates a 64-bit integer hash mixer over eight lanes of state.
+pub const HASHMIX: ExampleJob = ExampleJob {
+    name: "hashmix",
+    description: "integer hash mixing: ROUNDS rounds of the MurmurHash3 finalizer over eight \
+                  u64 lanes seeded by splitmix64, no floats; prints the lanes in hex; \
+                  stdin: `ROUNDS SEED`, ROUNDS at most 1000000000",
+    wasm: include_bytes!(concat!(env!("OUT_DIR"), "/job-hashmix.wasm")),
+    sample_stdin: include_bytes!("../hashmix/sample/stdin.txt"),
+    sample_args: &[],
+    sample_stdout: include_bytes!("../hashmix/sample/stdout.txt"),
+};
+
+/// All example jobs, in a fixed order: primes, mandelbrot, hashchain,
+/// matmul, nbody, hashmix.
+pub fn all() -> [&'static ExampleJob; 6] {
+    [&PRIMES, &MANDELBROT, &HASHCHAIN, &MATMUL, &NBODY, &HASHMIX]
 }
 
 /// The example job called `name`, if there is one.
