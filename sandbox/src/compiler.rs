@@ -11,14 +11,14 @@
 //! [`child_main`], and writes to its stdin one header line
 //!
 //! ```text
-//! peergrid-compile/1 deterministic=1 max_wasm_stack=524288 memory_bytes=2147483648 cpu_seconds=16 wasm_bytes=1048576
+//! peergrid-compile/2 deterministic=1 canonicalize_nans=1 instrumented=1 max_wasm_stack=524288 memory_bytes=2147483648 cpu_seconds=16 wasm_bytes=1048576
 //! ```
 //!
 //! followed by exactly `wasm_bytes` bytes of module. The child caps its own
 //! address space (`RLIMIT_AS`), CPU time (`RLIMIT_CPU`) and core dumps
 //! (`RLIMIT_CORE = 0`), builds a wasmtime engine with the same
 //! compile-relevant settings as the node's ([`Config::deterministic`],
-//! [`Config::max_wasm_stack`]; the on-demand allocator, never the pooling
+//! [`Config::canonicalize_nans`], [`Config::metering`], [`Config::max_wasm_stack`]; the on-demand allocator, never the pooling
 //! one, whose reservations would not fit under `RLIMIT_AS`), calls
 //! [`Engine::precompile_module`] and answers with its exit status:
 //!
@@ -45,10 +45,10 @@ use std::time::{Duration, Instant};
 use wasmtime::Engine;
 
 use crate::module::ModuleHash;
-use crate::{CompilerCommand, Config, ExecError};
+use crate::{CompilerCommand, Config, ExecError, Metering};
 
 /// First word of the request header: the protocol and its version.
-const MAGIC: &str = "peergrid-compile/1";
+const MAGIC: &str = "peergrid-compile/2";
 /// Longest header line accepted by the child.
 const MAX_HEADER_BYTES: u64 = 512;
 /// Exit status: the module is invalid, stdout holds the message.
@@ -66,6 +66,10 @@ const MAX_POLL: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Request {
     deterministic: bool,
+    /// [`Config::canonicalize_nans`].
+    canonicalize_nans: bool,
+    /// Fuel and epoch checks in the code ([`crate::Metering::instrumented`]).
+    instrumented: bool,
     max_wasm_stack: usize,
     memory_bytes: u64,
     cpu_seconds: u64,
@@ -76,8 +80,10 @@ impl Request {
     /// The header line, newline included.
     fn header(&self) -> String {
         format!(
-            "{MAGIC} deterministic={} max_wasm_stack={} memory_bytes={} cpu_seconds={} wasm_bytes={}\n",
+            "{MAGIC} deterministic={} canonicalize_nans={} instrumented={} max_wasm_stack={} memory_bytes={} cpu_seconds={} wasm_bytes={}\n",
             u8::from(self.deterministic),
+            u8::from(self.canonicalize_nans),
+            u8::from(self.instrumented),
             self.max_wasm_stack,
             self.memory_bytes,
             self.cpu_seconds,
@@ -91,9 +97,11 @@ impl Request {
         if words.next() != Some(MAGIC) {
             return Err(format!("the request does not start with {MAGIC}"));
         }
-        let mut fields = [None; 5];
-        const NAMES: [&str; 5] = [
+        let mut fields = [None; 7];
+        const NAMES: [&str; 7] = [
             "deterministic",
+            "canonicalize_nans",
+            "instrumented",
             "max_wasm_stack",
             "memory_bytes",
             "cpu_seconds",
@@ -118,10 +126,12 @@ impl Request {
         };
         Ok(Self {
             deterministic: field(0)? != 0,
-            max_wasm_stack: size(1)?,
-            memory_bytes: field(2)?,
-            cpu_seconds: field(3)?,
-            wasm_bytes: size(4)?,
+            canonicalize_nans: field(1)? != 0,
+            instrumented: field(2)? != 0,
+            max_wasm_stack: size(3)?,
+            memory_bytes: field(4)?,
+            cpu_seconds: field(5)?,
+            wasm_bytes: size(6)?,
         })
     }
 
@@ -129,7 +139,13 @@ impl Request {
     fn config(&self) -> Config {
         Config {
             deterministic: self.deterministic,
+            canonicalize_nans: self.canonicalize_nans,
             max_wasm_stack: self.max_wasm_stack,
+            metering: if self.instrumented {
+                Metering::Fuel
+            } else {
+                Metering::Unbounded
+            },
             ..Config::default()
         }
     }
@@ -166,6 +182,9 @@ fn child() -> Result<ExitCode, String> {
         .read_until(b'\n', &mut line)
         .map_err(|e| format!("reading the request: {e}"))?;
     let line = String::from_utf8(line).map_err(|_| "the request is not UTF-8".to_owned())?;
+    if line.starts_with(crate::runner::MAGIC) {
+        return crate::runner::child(&line, stdin);
+    }
     let request = Request::parse(&line)?;
     limit_resources(&request)?;
     // Before reading the module, so a set-up failure never depends on it.
@@ -240,6 +259,8 @@ pub(crate) fn compile(
     let time = budget.time_for(wasm.len());
     let request = Request {
         deterministic: config.deterministic,
+        canonicalize_nans: config.canonicalize_nans,
+        instrumented: config.metering.instrumented(),
         max_wasm_stack: config.max_wasm_stack,
         memory_bytes: budget.memory_bytes,
         // The wall clock normally fires first; this also stops a child
@@ -427,6 +448,8 @@ mod tests {
     fn header_round_trips() {
         let request = Request {
             deterministic: true,
+            canonicalize_nans: false,
+            instrumented: false,
             max_wasm_stack: 512 << 10,
             memory_bytes: 2 << 30,
             cpu_seconds: 16,
@@ -442,10 +465,11 @@ mod tests {
         for line in [
             "",
             "hello",
+            "peergrid-compile/3 deterministic=1",
             "peergrid-compile/2 deterministic=1",
-            "peergrid-compile/1 deterministic=1",
-            "peergrid-compile/1 deterministic=1 max_wasm_stack=1 memory_bytes=1 cpu_seconds=1 wasm_bytes=x",
-            "peergrid-compile/1 deterministic=1 max_wasm_stack=1 memory_bytes=1 cpu_seconds=1 wasm_bytes=1 extra=1",
+            "peergrid-compile/1 deterministic=1 max_wasm_stack=1 memory_bytes=1 cpu_seconds=1 wasm_bytes=1",
+            "peergrid-compile/2 deterministic=1 canonicalize_nans=1 instrumented=1 max_wasm_stack=1 memory_bytes=1 cpu_seconds=1 wasm_bytes=x",
+            "peergrid-compile/2 deterministic=1 canonicalize_nans=1 instrumented=1 max_wasm_stack=1 memory_bytes=1 cpu_seconds=1 wasm_bytes=1 extra=1",
         ] {
             assert!(Request::parse(line).is_err(), "{line:?}");
         }

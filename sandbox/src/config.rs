@@ -24,12 +24,23 @@ const MIB: usize = 1024 * KIB;
 #[non_exhaustive]
 pub struct Config {
     /// Compile guests so that every replica computes bit-identical results:
-    /// NaN canonicalization on, relaxed SIMD and threads off.
+    /// relaxed SIMD and threads off, and NaNs canonicalized if
+    /// [`Config::canonicalize_nans`] is set.
     ///
     /// Turning this off only affects code generation (it is faster for
     /// float-heavy code); clocks, randomness and I/O are always virtual.
     /// Default: `true`.
     pub deterministic: bool,
+    /// With [`Config::deterministic`]: rewrite every NaN a float operation
+    /// produces to the one canonical NaN, so that replicas on *different*
+    /// CPU architectures agree bit for bit. It costs a compare and a select
+    /// after every float operation: 2.5× on the f64 loops of the example
+    /// jobs (`peergrid bench`). Without it, NaN bits are the CPU's, which
+    /// are the same on every machine of one architecture running the same
+    /// wasmtime: replicas placed within one [`Sandbox::platform`](crate::Sandbox::platform)
+    /// (which names this setting) agree anyway. That is how nodes run
+    /// (homogeneous redundancy). Default: `true`.
+    pub canonicalize_nans: bool,
     /// Maximum native stack, in bytes, that guest code may use before it
     /// traps with "call stack exhausted". The thread calling
     /// [`Sandbox::run`](crate::Sandbox::run) needs a native stack comfortably
@@ -134,6 +145,50 @@ pub struct Config {
     /// node. Size the pool above the number of threads that call
     /// [`Sandbox::run`](crate::Sandbox::run) at once.
     pub pool: Option<PoolConfig>,
+    /// How a job's run time is bounded: see [`Metering`]. Default:
+    /// [`Metering::Fuel`].
+    pub metering: Metering,
+}
+
+/// How a [`Sandbox`](crate::Sandbox) bounds a job's run time: part of the
+/// engine configuration, because it changes the generated code.
+///
+/// Every replica of one job must run under the same metering (a job's
+/// submitter names it, see `JobLimits.budget` in the protocol): only
+/// [`Metering::Fuel`] can end a job with the deterministic
+/// [`ExecError::OutOfFuel`](crate::ExecError::OutOfFuel), and only fuel
+/// reports [`Execution::fuel_used`](crate::Execution::fuel_used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metering {
+    /// The guest code is instrumented in this process: fuel charged per
+    /// basic block ([`Limits::fuel`], a deterministic budget and the unit
+    /// of work) and an epoch check at loop headers and function entries
+    /// (the [`Limits::wall_time`] backstop). Costs 1.5–2× on tight loops.
+    #[default]
+    Fuel,
+    /// The guest code is not instrumented at all (no fuel, no epoch
+    /// checks), so it runs at the speed of plain wasmtime, and it runs in
+    /// a supervised runner process ([`crate::runner`]), started from
+    /// [`Config::compiler`] (which must be set), that is killed when the
+    /// job passes [`Limits::wall_time`]. A timeout is the only way such a
+    /// job can run out of budget, and it is not deterministic, so it is
+    /// never a vote. [`Limits::fuel`] is ignored; the work done is
+    /// reported as CPU time ([`Execution::cpu_time`](crate::Execution::cpu_time)).
+    /// The runner is also a second wall around the job: a bug that let a
+    /// guest corrupt its process would corrupt a runner, not the node.
+    Supervised,
+    /// Not instrumented and not bounded: the job runs in the calling
+    /// thread until it ends, whatever [`Limits::wall_time`] says. Only for
+    /// code that is itself killed from outside — the runner process of
+    /// [`Metering::Supervised`] — and for measurements.
+    Unbounded,
+}
+
+impl Metering {
+    /// Whether compiled code carries fuel and epoch checks.
+    pub fn instrumented(self) -> bool {
+        self == Metering::Fuel
+    }
 }
 
 /// The pooling allocator's sizes: see [`Config::pool`].
@@ -267,6 +322,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             deterministic: true,
+            canonicalize_nans: true,
             max_wasm_stack: 512 * KIB,
             epoch_tick: Duration::from_millis(10),
             module_cache_capacity: 64,
@@ -279,6 +335,7 @@ impl Default for Config {
             artifact_dir: None,
             artifact_dir_max_bytes: 1 << 30,
             pool: None,
+            metering: Metering::Fuel,
         }
     }
 }

@@ -47,10 +47,17 @@ pub struct Execution {
     /// timeout the work done since the trapping function's last call is not
     /// counted (still deterministic for traps: the write-back points are
     /// fixed by the code).
+    /// Always 0 under [`Metering::Supervised`](crate::Metering::Supervised)
+    /// and [`Metering::Unbounded`](crate::Metering::Unbounded), which do not
+    /// count fuel: [`Execution::cpu_time`] is their unit of work.
     pub fuel_used: u64,
     /// Wall-clock time of the run, instantiation included (informational,
     /// not deterministic).
     pub elapsed: Duration,
+    /// CPU time the thread that ran the job spent on it, instantiation
+    /// included (informational, not deterministic). Zero where the
+    /// platform cannot measure it.
+    pub cpu_time: Duration,
 }
 
 impl Execution {
@@ -63,6 +70,7 @@ impl Execution {
             stderr: Vec::new(),
             fuel_used: 0,
             elapsed: Duration::ZERO,
+            cpu_time: Duration::ZERO,
         }
     }
 

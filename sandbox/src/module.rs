@@ -109,6 +109,20 @@ impl CompiledModule {
         Self::link(&runtime.linker, provided, module, hash, size).map_err(|e| e.to_string())
     }
 
+    /// Loads an artifact the runner process's parent sent over its pipe
+    /// ([`crate::runner`]) and links it. `size` is the size of the module
+    /// bytes.
+    pub(crate) fn from_runner_parent(
+        runtimes: &[Runtime],
+        provided: &HashSet<(String, String)>,
+        artifact: &[u8],
+        hash: ModuleHash,
+        size: usize,
+    ) -> Result<Self, String> {
+        let (module, runtime) = load(runtimes, artifact, deserialize_from_parent)?;
+        Self::link(&runtime.linker, provided, module, hash, size).map_err(|e| e.to_string())
+    }
+
     /// Checks `module`'s imports and `_start` and pre-links it.
     fn link(
         linker: &Linker<JobState>,
@@ -243,6 +257,22 @@ fn deserialize_cached(engine: &Engine, artifact: &[u8]) -> Result<Module, String
     // state, so this trusts nobody new. We read the file into memory rather
     // than use `Module::deserialize_file`, whose mmap would let a later
     // truncation of the file crash the node (SIGBUS).
+    unsafe { Module::deserialize(engine, artifact) }
+        .map_err(|e| format!("wasmtime refused the artifact: {e:#}"))
+}
+
+/// Loads an artifact in a runner process, as its parent sent it.
+#[allow(unsafe_code)]
+fn deserialize_from_parent(engine: &Engine, artifact: &[u8]) -> Result<Module, String> {
+    // SAFETY: this runs only in a runner process (`runner::child`), which
+    // the node itself started from `Config::compiler` and which reads
+    // nothing but the node's pipe. The node sends `Module::serialize` of a
+    // module it loaded itself (from its compiler child or its own artifact
+    // directory, see the loaders above), i.e. wasmtime's own output for
+    // wasm that wasmtime fully validated; peers send wasm, never compiled
+    // code. The runner's engine has the node's compile settings (the
+    // runner header carries them), and wasmtime checks its header
+    // (version, target, engine settings) and refuses a mismatch.
     unsafe { Module::deserialize(engine, artifact) }
         .map_err(|e| format!("wasmtime refused the artifact: {e:#}"))
 }

@@ -16,9 +16,12 @@ use crate::artifacts::ArtifactDir;
 use crate::cache::{CacheStats, ModuleCache};
 use crate::limiter::{MAX_TABLE_ELEMENTS, MAX_TABLES};
 use crate::module::{self, CompiledModule, ModuleHash, Runtime};
+use crate::runner::Runners;
 use crate::state::JobState;
 use crate::ticker::EpochTicker;
-use crate::{Config, ExecError, Execution, JobInput, Limits, PoolConfig, SandboxError, poll};
+use crate::{
+    Config, ExecError, Execution, JobInput, Limits, Metering, PoolConfig, SandboxError, poll,
+};
 
 /// Epoch deadlines are clamped to this many ticks so that adding them to
 /// the current epoch cannot overflow (2^62 ticks of 1 ns is 146 years).
@@ -40,7 +43,10 @@ pub struct Sandbox {
     /// The on-disk cache, if [`Config::artifact_dir`] is set.
     artifacts: Option<ArtifactDir>,
     config: Config,
-    _ticker: EpochTicker,
+    /// The epoch ticker, with [`Metering::Fuel`] only.
+    _ticker: Option<EpochTicker>,
+    /// The runner processes, with [`Metering::Supervised`] only.
+    runners: Option<Runners>,
 }
 
 impl fmt::Debug for Sandbox {
@@ -78,8 +84,21 @@ impl Sandbox {
                 "pool.instances must be at least 1".into(),
             ));
         }
+        let runners = match (config.metering, &config.compiler) {
+            (Metering::Supervised, None) => {
+                return Err(SandboxError::InvalidConfig(
+                    "supervised metering needs Config::compiler, the program that also runs the \
+                     runner processes"
+                        .into(),
+                ));
+            }
+            (Metering::Supervised, Some(command)) => Some(Runners::new(command.clone(), &config)),
+            (Metering::Fuel | Metering::Unbounded, _) => None,
+        };
         let mut runtimes = Vec::with_capacity(2);
-        if let Some(pool) = &config.pool {
+        // With runners the jobs are instantiated there, not here: a pool
+        // here would only reserve address space.
+        if let Some(pool) = config.pool.as_ref().filter(|_| runners.is_none()) {
             let mut engine = engine_config(&config);
             engine.allocation_strategy(pooling(pool));
             runtimes.push(runtime(&engine)?);
@@ -94,11 +113,17 @@ impl Sandbox {
                     .map_err(|e| SandboxError::ArtifactDir(format!("{}: {e}", dir.display())))?,
             ),
         };
-        let ticker = EpochTicker::start(
-            runtimes.iter().map(|r| r.engine.clone()).collect(),
-            config.epoch_tick,
-        )
-        .map_err(|e| SandboxError::Ticker(e.to_string()))?;
+        let ticker = if config.metering.instrumented() {
+            Some(
+                EpochTicker::start(
+                    runtimes.iter().map(|r| r.engine.clone()).collect(),
+                    config.epoch_tick,
+                )
+                .map_err(|e| SandboxError::Ticker(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             runtimes,
             provided,
@@ -106,6 +131,7 @@ impl Sandbox {
             artifacts,
             config,
             _ticker: ticker,
+            runners,
         })
     }
 
@@ -253,6 +279,18 @@ impl Sandbox {
         self.cache.stats()
     }
 
+    /// The class of machines whose runs of any job are bit-identical to
+    /// this sandbox's: CPU architecture, wasmtime version, NaN mode
+    /// ([`Config::canonicalize_nans`]) and native stack budget (where a
+    /// deep recursion traps), e.g.
+    /// `x86_64/wasmtime-48.0.8/nan-native/stack-524288`. Metering is not
+    /// part of it: a job names its budget kind, and every replica runs
+    /// under that one. Schedulers place all replicas of a job within one
+    /// platform (homogeneous redundancy).
+    pub fn platform(&self) -> String {
+        platform(&self.config)
+    }
+
     /// The configuration the sandbox was built with.
     pub fn config(&self) -> &Config {
         &self.config
@@ -270,8 +308,41 @@ impl Sandbox {
     ///
     /// Never panics on a hostile module; every failure is reported in
     /// [`Execution::result`].
+    ///
+    /// With [`Metering::Supervised`] the job runs in a runner process
+    /// instead (see [`crate::runner`]), and this thread waits for it.
     pub fn run(&self, module: &CompiledModule, input: &JobInput, limits: &Limits) -> Execution {
+        match &self.runners {
+            Some(runners) => runners.run(module, input, limits),
+            None => self.run_here(module, input, limits),
+        }
+    }
+
+    /// Process ids of the idle runner processes of
+    /// [`Metering::Supervised`] (none otherwise), for measurements such as
+    /// the memory a node uses.
+    pub fn runner_pids(&self) -> Vec<u32> {
+        self.runners
+            .as_ref()
+            .map_or_else(Vec::new, Runners::idle_pids)
+    }
+
+    /// Loads a module the runner process's parent sent (see
+    /// [`crate::runner`]).
+    pub(crate) fn load_from_runner_parent(
+        &self,
+        hash: ModuleHash,
+        artifact: &[u8],
+        size: usize,
+    ) -> Result<Arc<CompiledModule>, String> {
+        CompiledModule::from_runner_parent(&self.runtimes, &self.provided, artifact, hash, size)
+            .map(Arc::new)
+    }
+
+    /// [`Sandbox::run`] in this thread.
+    fn run_here(&self, module: &CompiledModule, input: &JobInput, limits: &Limits) -> Execution {
         let started = Instant::now();
+        let cpu_started = crate::cputime::thread();
         let (state, stdio) = JobState::new(input, limits);
         let engine = module.module().engine();
         let mut store = Store::new(engine, state);
@@ -288,7 +359,13 @@ impl Sandbox {
                 "the module was compiled by a different sandbox".into(),
             ))
         };
-        let fuel_left = store.get_fuel().unwrap_or(0);
+        let fuel_used = if self.config.metering.instrumented() {
+            limits
+                .fuel
+                .saturating_sub(store.get_fuel().unwrap_or(limits.fuel))
+        } else {
+            0
+        };
         let result = match outcome {
             Ok(()) => Ok(()),
             Err(failure) => classify(failure, store.data(), stdio.stdout.overflowed()),
@@ -298,8 +375,9 @@ impl Sandbox {
             result,
             stdout: stdio.stdout.take(),
             stderr: stdio.stderr.take(),
-            fuel_used: limits.fuel.saturating_sub(fuel_left),
+            fuel_used,
             elapsed: started.elapsed(),
+            cpu_time: crate::cputime::thread().saturating_sub(cpu_started),
         };
         tracing::debug!(
             module = %hex::encode(module.hash()),
@@ -318,11 +396,13 @@ impl Sandbox {
         module: &CompiledModule,
         limits: &Limits,
     ) -> Result<(), Failure> {
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| Failure::Setup(format!("{e:#}")))?;
-        store.set_epoch_deadline(deadline_ticks(limits.wall_time, self.config.epoch_tick));
-        store.epoch_deadline_trap();
+        if self.config.metering.instrumented() {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| Failure::Setup(format!("{e:#}")))?;
+            store.set_epoch_deadline(deadline_ticks(limits.wall_time, self.config.epoch_tick));
+            store.epoch_deadline_trap();
+        }
         let instance = module
             .pre
             .instantiate(&mut *store)
@@ -344,8 +424,8 @@ impl Sandbox {
 pub(crate) fn engine_config(config: &Config) -> wasmtime::Config {
     let mut engine = wasmtime::Config::new();
     engine
-        .consume_fuel(true)
-        .epoch_interruption(true)
+        .consume_fuel(config.metering.instrumented())
+        .epoch_interruption(config.metering.instrumented())
         .max_wasm_stack(config.max_wasm_stack)
         // No backtraces: error messages stay free of code offsets, and traps
         // do not pay for a stack walk.
@@ -354,13 +434,34 @@ pub(crate) fn engine_config(config: &Config) -> wasmtime::Config {
         .wasm_multi_memory(false);
     if config.deterministic {
         engine
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(config.canonicalize_nans)
             .wasm_relaxed_simd(false)
             .relaxed_simd_deterministic(true)
             .wasm_features(WasmFeatures::THREADS, false)
             .wasm_shared_everything_threads(false);
     }
     engine
+}
+
+/// The wasmtime release this crate is built against (pinned in the
+/// workspace's `Cargo.toml`; a test checks `Cargo.lock`).
+pub(crate) const WASMTIME_VERSION: &str = "48.0.8";
+
+/// See [`Sandbox::platform`].
+pub(crate) fn platform(config: &Config) -> String {
+    let nan = if config.deterministic && config.canonicalize_nans {
+        "canonical"
+    } else if config.deterministic {
+        "native"
+    } else {
+        // Relaxed SIMD on: not reproducible even within an architecture.
+        "nondeterministic"
+    };
+    format!(
+        "{}/wasmtime-{WASMTIME_VERSION}/nan-{nan}/stack-{}",
+        std::env::consts::ARCH,
+        config.max_wasm_stack
+    )
 }
 
 /// wasmtime's pooling allocator for `pool`, sized so that it refuses
@@ -480,6 +581,27 @@ fn classify(failure: Failure, state: &JobState, stdout_overflowed: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platform_names_the_wasmtime_in_cargo_lock() {
+        let lock = include_str!("../../Cargo.lock");
+        assert!(
+            lock.contains(&format!(
+                "name = \"wasmtime\"\nversion = \"{WASMTIME_VERSION}\""
+            )),
+            "WASMTIME_VERSION is not the locked wasmtime"
+        );
+        let mut config = Config::default();
+        assert!(platform(&config).contains("/nan-canonical/"));
+        config.canonicalize_nans = false;
+        assert_eq!(
+            platform(&config),
+            format!(
+                "{}/wasmtime-{WASMTIME_VERSION}/nan-native/stack-524288",
+                std::env::consts::ARCH
+            )
+        );
+    }
 
     #[test]
     fn deadline_rounds_up_and_clamps() {
