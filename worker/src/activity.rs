@@ -1,7 +1,13 @@
 //! What a node did lately, in memory and bounded: [`Activity`] keeps the
 //! last [`RECENT_JOBS`] jobs it ran (when, for whom, which module, how the
-//! run ended, fuel, wall time) and the work done per minute over the last
-//! [`WORK_MINUTES`] minutes. The status page ([`crate::ui`]) shows both.
+//! run ended, CPU time, fuel, wall time) and the work done per minute over
+//! the last [`WORK_MINUTES`] minutes. The status page ([`crate::ui`]) shows
+//! both.
+//!
+//! The work is CPU time: jobs under the default wall-time budget
+//! ([`Budget::WallTime`](scheduler_lib::Budget::WallTime)) run
+//! uninstrumented and count no fuel, so fuel (kept beside it) is the work
+//! of [`Budget::Fuel`](scheduler_lib::Budget::Fuel) jobs only.
 //!
 //! Nothing here is persisted or sent to peers: it is the operator's view of
 //! the node since it started, like the counters of
@@ -62,7 +68,10 @@ pub struct RecentJob {
     /// The outcome in words ("success", "out of fuel", "trap: …"); text
     /// from the module is cut to [`MAX_OUTCOME_CHARS`].
     pub outcome: String,
-    /// Fuel spent.
+    /// CPU time the run used, in microseconds: the work done, whatever
+    /// the job's budget kind.
+    pub cpu_time_us: u64,
+    /// Fuel spent; 0 for a job that counted none (a wall-time budget).
     pub fuel: u64,
     /// Wall time of the run, in milliseconds.
     pub wall_time_ms: u64,
@@ -75,7 +84,9 @@ pub struct WorkMinute {
     pub start_unix_ms: u64,
     /// Jobs whose run ended in it (any outcome, not-run ones excluded).
     pub jobs: u64,
-    /// Fuel they spent.
+    /// CPU time they used, in microseconds: the work done.
+    pub cpu_time_us: u64,
+    /// Fuel they spent (only jobs under a fuel budget count any).
     pub fuel: u64,
 }
 
@@ -105,6 +116,7 @@ impl Activity {
             match inner.minutes.iter_mut().rev().find(|(m, _)| *m == minute) {
                 Some((_, work)) => {
                     work.jobs += 1;
+                    work.cpu_time_us = work.cpu_time_us.saturating_add(job.cpu_time_us);
                     work.fuel = work.fuel.saturating_add(job.fuel);
                 }
                 None => {
@@ -113,6 +125,7 @@ impl Activity {
                     let work = WorkMinute {
                         start_unix_ms: minute * MINUTE_MS,
                         jobs: 1,
+                        cpu_time_us: job.cpu_time_us,
                         fuel: job.fuel,
                     };
                     inner.minutes.insert(at, (minute, work));
@@ -190,7 +203,8 @@ fn hex32<S: Serializer>(value: &Sha256Hash, s: S) -> Result<S::Ok, S::Error> {
 mod tests {
     use super::*;
 
-    fn job(at_ms: u64, fuel: u64, end: JobEnd) -> RecentJob {
+    /// A job that used `cpu_ms` of CPU and `fuel` fuel.
+    fn job(at_ms: u64, cpu_ms: u64, fuel: u64, end: JobEnd) -> RecentJob {
         RecentJob {
             finished_at_unix_ms: at_ms,
             job_id: [1; 32],
@@ -198,6 +212,7 @@ mod tests {
             module: [3; 32],
             end,
             outcome: "success".into(),
+            cpu_time_us: cpu_ms * 1000,
             fuel,
             wall_time_ms: 5,
         }
@@ -207,7 +222,7 @@ mod tests {
     fn the_ring_keeps_the_newest_jobs_newest_first() {
         let activity = Activity::default();
         for i in 0..(RECENT_JOBS as u64 + 7) {
-            activity.record(job(1_000 + i, i, JobEnd::Success));
+            activity.record(job(1_000 + i, 1, i, JobEnd::Success));
         }
         let recent = activity.recent();
         assert_eq!(recent.len(), RECENT_JOBS);
@@ -219,21 +234,34 @@ mod tests {
     fn work_is_summed_per_minute_over_the_last_hour() {
         let activity = Activity::default();
         let t0 = 1_700_000_000_000 / MINUTE_MS * MINUTE_MS;
-        activity.record(job(t0 + 1_000, 10, JobEnd::Success));
-        activity.record(job(t0 + 59_000, 5, JobEnd::Failed));
-        activity.record(job(t0 + 61_000, 7, JobEnd::Success));
-        activity.record(job(t0 + 62_000, 1_000, JobEnd::NotRun));
+        // Wall-time jobs (no fuel) and fuel jobs mixed.
+        activity.record(job(t0 + 1_000, 10, 0, JobEnd::Success));
+        activity.record(job(t0 + 59_000, 5, 500, JobEnd::Failed));
+        activity.record(job(t0 + 61_000, 7, 0, JobEnd::Success));
+        activity.record(job(t0 + 62_000, 1_000, 1_000, JobEnd::NotRun));
         let work = activity.work(t0 + 90_000);
         assert_eq!(work.len(), WORK_MINUTES as usize);
         let last = work[work.len() - 1];
         let before = work[work.len() - 2];
-        assert_eq!((before.jobs, before.fuel), (2, 15));
+        assert_eq!(
+            (before.jobs, before.cpu_time_us, before.fuel),
+            (2, 15_000, 500)
+        );
         assert_eq!(before.start_unix_ms, t0);
-        assert_eq!((last.jobs, last.fuel), (1, 7), "not-run jobs do no work");
-        assert_eq!(work.iter().map(|w| w.fuel).sum::<u64>(), 22);
+        assert_eq!(
+            (last.jobs, last.cpu_time_us, last.fuel),
+            (1, 7_000, 0),
+            "not-run jobs do no work"
+        );
+        assert_eq!(work.iter().map(|w| w.cpu_time_us).sum::<u64>(), 22_000);
+        assert_eq!(work.iter().map(|w| w.fuel).sum::<u64>(), 500);
         // An hour later the minutes have left the window.
         let later = activity.work(t0 + (WORK_MINUTES + 2) * MINUTE_MS);
-        assert!(later.iter().all(|w| w.jobs == 0 && w.fuel == 0));
+        assert!(
+            later
+                .iter()
+                .all(|w| w.jobs == 0 && w.cpu_time_us == 0 && w.fuel == 0)
+        );
         assert_eq!(later.len(), WORK_MINUTES as usize);
         assert_eq!(activity.recent().len(), 4, "the ring is not time-bound");
     }
@@ -241,7 +269,7 @@ mod tests {
     #[test]
     fn long_outcomes_are_cut_on_a_character_boundary() {
         let activity = Activity::default();
-        let mut long = job(1, 1, JobEnd::Failed);
+        let mut long = job(1, 1, 1, JobEnd::Failed);
         long.outcome = "é".repeat(MAX_OUTCOME_CHARS + 10);
         activity.record(long);
         let kept = &activity.recent()[0].outcome;
@@ -251,8 +279,9 @@ mod tests {
 
     #[test]
     fn json_names_ids_in_hex() {
-        let value = serde_json::to_value(job(1, 2, JobEnd::NotRun)).unwrap();
+        let value = serde_json::to_value(job(1, 2, 0, JobEnd::NotRun)).unwrap();
         assert_eq!(value["submitter"], "02".repeat(32));
+        assert_eq!(value["cpu_time_us"], 2_000);
         assert_eq!(value["module"], "03".repeat(32));
         assert_eq!(value["end"], "not_run");
     }

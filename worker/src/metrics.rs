@@ -4,10 +4,11 @@
 //!
 //! Every figure is read at scrape time from what the node already keeps:
 //! the atomic counters of [`NodeStats`](crate::NodeStats) (jobs run, refused
-//! by reason, fuel, signature failures, rate-limit hits, modules), its job
-//! pool (slots in use), its connection gate and its membership table (peers
-//! by state). The text format is small enough to write by hand: every label
-//! value here comes from a fixed set of names, so nothing needs escaping.
+//! by reason, CPU time and fuel, signature failures, rate-limit hits,
+//! modules), its job pool (slots in use), its connection gate and its
+//! membership table (peers by state). The text format is small enough to
+//! write by hand: every label value here comes from a fixed set of names,
+//! so nothing needs escaping.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -135,7 +136,13 @@ impl LimitCounts {
 }
 
 /// Writes one metric family: HELP, TYPE and its samples.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, u64)]) {
+fn family<T: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    samples: &[(String, T)],
+) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, value) in samples {
@@ -189,8 +196,15 @@ pub fn render(node: &Node) -> String {
         &mut out,
         "peergrid_fuel_used_total",
         "counter",
-        "Fuel (WASM instructions) spent on jobs.",
+        "Fuel (WASM instructions) spent on jobs under a fuel budget (wall-time jobs count none).",
         &single(load(&stats.fuel_used)),
+    );
+    family(
+        &mut out,
+        "peergrid_job_cpu_seconds_total",
+        "counter",
+        "CPU time spent on jobs, in seconds: the work done, whatever the budget kind.",
+        &[(String::new(), load(&stats.cpu_time_us) as f64 / 1e6)],
     );
     family(
         &mut out,

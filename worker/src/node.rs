@@ -65,8 +65,11 @@ pub struct NodeStats {
     pub jobs_failed: AtomicU64,
     /// Requests refused (bad signature, replay, limits, busy…).
     pub jobs_refused: AtomicU64,
-    /// Fuel spent on jobs: the work done.
+    /// Fuel spent on jobs under a fuel budget (wall-time jobs count none).
     pub fuel_used: AtomicU64,
+    /// CPU time spent on jobs, in microseconds: the work done, whatever
+    /// the jobs' budget kind.
+    pub cpu_time_us: AtomicU64,
     /// Modules received by upload.
     pub modules_received: AtomicU64,
     /// Module uploads refused (policy, size, hash, rate limit, deadline).
@@ -424,6 +427,10 @@ impl Node {
         self.stats
             .fuel_used
             .fetch_add(execution.fuel_used, Ordering::Relaxed);
+        self.stats.cpu_time_us.fetch_add(
+            u64::try_from(execution.cpu_time.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         if result.is_err() {
             self.stats.jobs_failed.fetch_add(1, Ordering::Relaxed);
         }
@@ -473,6 +480,7 @@ impl Node {
             module: job.module_hash,
             end,
             outcome: outcome.to_string(),
+            cpu_time_us: u64::try_from(execution.cpu_time.as_micros()).unwrap_or(u64::MAX),
             fuel: execution.fuel_used,
             wall_time_ms: u64::try_from(execution.elapsed.as_millis()).unwrap_or(u64::MAX),
         });

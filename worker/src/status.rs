@@ -1,6 +1,7 @@
 //! A node's status: [`NodeStatus`], one snapshot of what a running node
 //! knows about itself — identity, uptime, addresses, job slots, jobs run and
-//! refused, work done, peers, and what it knows of its reputation.
+//! refused, work done (CPU time, and fuel for fuel-budget jobs), peers, and
+//! what it knows of its reputation.
 //!
 //! The snapshot is a plain struct built from the node's own state
 //! ([`NodeStatus::of`]): the counters of [`NodeStats`](crate::NodeStats)
@@ -97,9 +98,12 @@ pub struct Jobs {
     /// listed, zeros included. In JSON an object: reason to count.
     #[serde(serialize_with = "by_reason")]
     pub rejected_by: Vec<Rejections>,
-    /// Fuel (metered WebAssembly instructions) spent on jobs: the work
-    /// done.
+    /// Fuel (metered WebAssembly instructions) spent on jobs under a fuel
+    /// budget; jobs under the default wall-time budget count none.
     pub fuel_used: u64,
+    /// CPU time spent on jobs, in microseconds, whatever their budget
+    /// kind: the work done.
+    pub cpu_time_us: u64,
     /// Modules received by upload and stored.
     pub modules_received: u64,
     /// Module uploads refused.
@@ -240,6 +244,7 @@ impl NodeStatus {
                     })
                     .collect(),
                 fuel_used: stats.fuel_used.load(Relaxed),
+                cpu_time_us: stats.cpu_time_us.load(Relaxed),
                 modules_received: stats.modules_received.load(Relaxed),
                 modules_refused: stats.modules_refused.load(Relaxed),
             },
@@ -287,6 +292,7 @@ impl NodeStatus {
                     })
                     .collect(),
                 fuel_used: self.jobs.fuel_used,
+                cpu_time_us: self.jobs.cpu_time_us,
                 modules_received: self.jobs.modules_received,
                 modules_refused: self.jobs.modules_refused,
             }),
@@ -345,6 +351,7 @@ impl NodeStatus {
                     })
                     .collect(),
                 fuel_used: jobs.fuel_used,
+                cpu_time_us: jobs.cpu_time_us,
                 modules_received: jobs.modules_received,
                 modules_refused: jobs.modules_refused,
             },
@@ -515,6 +522,7 @@ mod tests {
                     count: 2,
                 }],
                 fuel_used: 123_456,
+                cpu_time_us: 12_345_678,
                 modules_received: 1,
                 modules_refused: 0,
             },
@@ -561,6 +569,7 @@ mod tests {
         let json = serde_json::to_value(sample()).unwrap();
         assert_eq!(json["peer_id"], "07".repeat(32));
         assert_eq!(json["jobs"]["fuel_used"], 123_456);
+        assert_eq!(json["jobs"]["cpu_time_us"], 12_345_678);
         assert_eq!(json["jobs"]["rejected_by"]["busy"], 2);
         assert_eq!(json["reputation"]["known"], false);
     }

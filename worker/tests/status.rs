@@ -73,10 +73,12 @@ async fn status_shows_what_a_node_did_as_json_and_text() {
     assert_eq!(status["peer_id"], node.peer_id().to_string());
     assert_eq!(status["listen_addr"], addr);
     assert!(status["jobs"]["run"].as_u64().unwrap() >= 1, "{status}");
+    // The default wall-time budget counts no fuel: the work is CPU time.
     assert!(
-        status["jobs"]["fuel_used"].as_u64().unwrap() > 0,
+        status["jobs"]["cpu_time_us"].as_u64().unwrap() > 0,
         "{status}"
     );
+    assert_eq!(status["jobs"]["fuel_used"], 0, "{status}");
     assert_eq!(status["jobs"]["rejected_by"]["busy"], 0, "{status}");
     assert_eq!(status["slots"]["total"], node.node.total_slots());
     assert_eq!(status["tls"], true);
@@ -103,6 +105,7 @@ async fn status_shows_what_a_node_did_as_json_and_text() {
         );
     }
     assert!(shown.contains("1 run, 0 failed"), "{shown}");
+    assert!(shown.contains("work done   CPU time "), "{shown}");
 
     // Without --node: the listen address of the config file, an
     // unspecified one asked on loopback.

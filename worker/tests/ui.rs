@@ -205,11 +205,20 @@ async fn the_status_page_shows_jobs_and_peers_and_escapes_what_modules_say() {
     assert_eq!(jobs[1]["end"], "success");
     assert_eq!(jobs[1]["outcome"], "success");
     assert_eq!(jobs[1]["submitter"], submitter.to_string());
-    assert!(jobs[1]["fuel"].as_u64().unwrap() > 0);
+    // The default wall-time budget counts no fuel: the work is CPU time.
+    assert!(
+        jobs[1]["cpu_time_us"].as_u64().unwrap() > 0,
+        "{:#}",
+        jobs[1]
+    );
+    assert_eq!(jobs[1]["fuel"], 0, "{:#}", jobs[1]);
     let work = json["work_per_minute"].as_array().unwrap();
     assert_eq!(work.len(), 60);
-    let fuel: u64 = work.iter().map(|w| w["fuel"].as_u64().unwrap()).sum();
-    assert_eq!(fuel, json["status"]["jobs"]["fuel_used"].as_u64().unwrap());
+    let sum = |key: &str| -> u64 { work.iter().map(|w| w[key].as_u64().unwrap()).sum() };
+    let counted = &json["status"]["jobs"];
+    assert_eq!(sum("cpu_time_us"), counted["cpu_time_us"].as_u64().unwrap());
+    assert_eq!(sum("fuel"), counted["fuel_used"].as_u64().unwrap());
+    assert!(page.contains("CPU-s"), "the chart is in CPU-seconds");
     let peers: Vec<&str> = json["peers"]
         .as_array()
         .unwrap()

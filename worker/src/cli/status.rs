@@ -139,6 +139,17 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// CPU time in µs for people, in seconds: `42 ms` under a second, else
+/// `12.3 s`, `1,234.5 s`.
+fn cpu_time(us: u64) -> String {
+    if us < 1_000_000 {
+        format!("{} ms", us / 1000)
+    } else {
+        let tenths = us / 100_000;
+        format!("{}.{} s", thousands(tenths / 10), tenths % 10)
+    }
+}
+
 /// The status for people, one aspect a line.
 fn text(s: &NodeStatus, addr: &str) -> String {
     use std::fmt::Write as _;
@@ -191,10 +202,16 @@ fn text(s: &NodeStatus, addr: &str) -> String {
         "jobs",
         format!("{} run, {} failed, {rejected}", j.run, j.failed),
     );
+    // CPU time is the work of every job; only jobs under a fuel budget
+    // count fuel.
     line(
         &mut out,
         "work done",
-        format!("{} fuel", thousands(j.fuel_used)),
+        format!(
+            "CPU time {}, fuel {}",
+            cpu_time(j.cpu_time_us),
+            thousands(j.fuel_used)
+        ),
     );
     line(
         &mut out,
@@ -245,6 +262,10 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000), "1,000");
         assert_eq!(thousands(66_107_081), "66,107,081");
+        assert_eq!(cpu_time(0), "0 ms");
+        assert_eq!(cpu_time(42_999), "42 ms");
+        assert_eq!(cpu_time(12_345_678), "12.3 s");
+        assert_eq!(cpu_time(1_234_567_890), "1,234.5 s");
         assert_eq!(duration(42_000), "42s");
         assert_eq!(duration(61_000), "1m 1s");
         assert_eq!(duration(2 * 3_600_000 + 5 * 60_000), "2h 5m");

@@ -8,9 +8,9 @@
 //! - `/`: plain server-rendered HTML with no external assets (inline CSS,
 //!   an inline SVG chart) that reloads itself every 5 s: node health, job
 //!   slots in use, jobs run, failed and refused, the recent jobs and how
-//!   each ended, work done per minute over the last hour, and the peers the
-//!   membership table knows, with the scores this data directory's ledger
-//!   gives them, if it has any ([`ledger`]).
+//!   each ended (CPU time, fuel), work done (CPU time) per minute over the
+//!   last hour, and the peers the membership table knows, with the scores
+//!   this data directory's ledger gives them, if it has any ([`ledger`]).
 //! - `/status.json`: the same [`Snapshot`] as JSON.
 //!
 //! Every string that comes from a peer or a module (peer ids, addresses,
@@ -529,6 +529,7 @@ pub(crate) mod fixtures {
                     count: 3,
                 }],
                 fuel_used: 123_456_789,
+                cpu_time_us: 45_600_000,
                 modules_received: 2,
                 modules_refused: 0,
             },
@@ -545,19 +546,26 @@ pub(crate) mod fixtures {
                 note: crate::status::REPUTATION_UNKNOWN.into(),
             },
         };
-        let job = |end, outcome: &str, fuel| RecentJob {
+        let job = |end, outcome: &str, cpu_time_us, fuel| RecentJob {
             finished_at_unix_ms: now - 30_000,
             job_id: [1; 32],
             submitter: PeerId::from_bytes([2; 32]),
             module: [3; 32],
             end,
             outcome: outcome.into(),
+            cpu_time_us,
             fuel,
             wall_time_ms: 12,
         };
         let recent_jobs = vec![
-            job(JobEnd::Failed, &format!("invalid module: {HOSTILE}"), 0),
-            job(JobEnd::Success, "success", 123_456_789),
+            // A wall-time job (no fuel) and a fuel-budget one.
+            job(
+                JobEnd::Failed,
+                &format!("invalid module: {HOSTILE}"),
+                80_000,
+                0,
+            ),
+            job(JobEnd::Success, "success", 120_000, 123_456_789),
         ];
         let activity = crate::activity::Activity::default();
         for j in recent_jobs.iter().rev() {

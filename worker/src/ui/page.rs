@@ -55,6 +55,22 @@ pub fn si(n: u64) -> String {
     format!("{value:.digits$} {prefix}")
 }
 
+/// CPU time in µs as seconds with about three significant digits, no
+/// unit: 0.042, 1.23, 45.6, 789, 12345.
+pub fn cpu_seconds(us: u64) -> String {
+    let s = us as f64 / 1e6;
+    let digits = if s >= 100.0 {
+        0
+    } else if s >= 10.0 {
+        1
+    } else if s >= 1.0 {
+        2
+    } else {
+        3
+    };
+    format!("{s:.digits$}")
+}
+
 /// `HH:MM:SS` of a Unix time in ms, in UTC.
 pub fn clock(unix_ms: u64) -> String {
     let secs = unix_ms / 1000 % 86_400;
@@ -148,8 +164,9 @@ pub fn render(snapshot: &Snapshot) -> String {
     cards(&mut out, snapshot);
     out.push_str(
         "<section id=\"work\"><h2>Work done, last hour</h2>\
-         <p class=\"note\">Fuel per minute: metered WebAssembly instructions this node ran \
-         for others, one bar a minute.</p>",
+         <p class=\"note\">CPU time per minute, in CPU-seconds: the processor time this \
+         node spent running jobs for others, one bar a minute (one core busy for the whole \
+         minute is 60 CPU-s).</p>",
     );
     out.push_str(&chart(&snapshot.work_per_minute));
     out.push_str("</section>\n");
@@ -202,9 +219,10 @@ fn cards(out: &mut String, snapshot: &Snapshot) {
          <div class=\"card\" id=\"job-counts\"><h3>Jobs</h3>\
          <p class=\"big\">{run} run</p>\
          <p class=\"note\">{failed} failed · {rejected} refused</p></div>\
-         <div class=\"card\" id=\"fuel\"><h3>Work done</h3>\
-         <p class=\"big\" title=\"{fuel} fuel\">{fuel_si}</p>\
-         <p class=\"note\">fuel since start · {modules} module(s) received</p></div>\
+         <div class=\"card\" id=\"work-done\"><h3>Work done</h3>\
+         <p class=\"big\" title=\"{cpu_us} µs of CPU time\">{cpu} CPU-s</p>\
+         <p class=\"note\">CPU time since start · <span title=\"{fuel} fuel\">{fuel_si} fuel</span> \
+         · {modules} module(s) received</p></div>\
          <div class=\"card\" id=\"peer-counts\"><h3>Peers</h3>\
          <p class=\"big\">{alive} alive</p>\
          <p class=\"note\">{suspect} suspect · {dead} dead · {verified} verified</p></div>\
@@ -215,6 +233,8 @@ fn cards(out: &mut String, snapshot: &Snapshot) {
         run = s.jobs.run,
         failed = s.jobs.failed,
         rejected = s.jobs.rejected,
+        cpu_us = s.jobs.cpu_time_us,
+        cpu = cpu_seconds(s.jobs.cpu_time_us),
         fuel = s.jobs.fuel_used,
         fuel_si = si(s.jobs.fuel_used),
         modules = s.jobs.modules_received,
@@ -243,51 +263,61 @@ fn cards(out: &mut String, snapshot: &Snapshot) {
 /// `LEFT` and `WIDTH - RIGHT`, above `HEIGHT - BOTTOM`.
 const WIDTH: u64 = 1000;
 const HEIGHT: u64 = 180;
-const LEFT: u64 = 64;
+const LEFT: u64 = 84;
 const RIGHT: u64 = 8;
 const TOP: u64 = 10;
 const BOTTOM: u64 = 24;
 
-/// Fuel per minute as an inline SVG bar chart, each bar titled with its
-/// minute, jobs and fuel.
+/// CPU time per minute as an inline SVG bar chart in CPU-seconds, each bar
+/// titled with its minute, jobs, CPU time and fuel (if any was counted).
 pub fn chart(work: &[WorkMinute]) -> String {
     let mut svg = String::with_capacity(8 << 10);
     let _ = write!(
         svg,
         "<svg id=\"work-chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" \
-         aria-label=\"fuel per minute over the last hour\" xmlns=\"http://www.w3.org/2000/svg\">"
+         aria-label=\"CPU-seconds per minute over the last hour\" \
+         xmlns=\"http://www.w3.org/2000/svg\">"
     );
     let base = HEIGHT - BOTTOM;
     let plot_height = base - TOP;
-    let max = work.iter().map(|w| w.fuel).max().unwrap_or(0);
+    let max = work.iter().map(|w| w.cpu_time_us).max().unwrap_or(0);
     let _ = write!(
         svg,
         "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{base}\" x2=\"{x2}\" y2=\"{base}\"/>\
          <line class=\"axis\" x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{x2}\" y2=\"{TOP}\" stroke-dasharray=\"4 4\"/>\
          <text x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{top}</text>\
-         <text x=\"{lx}\" y=\"{base}\" text-anchor=\"end\">0</text>",
+         <text x=\"{lx}\" y=\"{base}\" text-anchor=\"end\">0 CPU-s</text>",
         x2 = WIDTH - RIGHT,
         lx = LEFT - 6,
         ty = TOP + 4,
-        top = if max == 0 { "—".to_string() } else { si(max) },
+        top = if max == 0 {
+            "—".to_string()
+        } else {
+            format!("{} CPU-s", cpu_seconds(max))
+        },
     );
     let n = work.len().max(1) as u64;
     let slot = (WIDTH - LEFT - RIGHT) as f64 / n as f64;
     for (i, minute) in work.iter().enumerate() {
-        if minute.fuel == 0 {
+        if minute.cpu_time_us == 0 {
             continue;
         }
-        let height = (minute.fuel as f64 / max as f64 * plot_height as f64).max(1.0);
+        let height = (minute.cpu_time_us as f64 / max as f64 * plot_height as f64).max(1.0);
+        let fuel = if minute.fuel == 0 {
+            String::new()
+        } else {
+            format!(", {} fuel", si(minute.fuel))
+        };
         let _ = write!(
             svg,
             "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{height:.1}\">\
-             <title>{at} UTC: {jobs} job(s), {fuel} fuel</title></rect>",
+             <title>{at} UTC: {jobs} job(s), {cpu} CPU-s{fuel}</title></rect>",
             x = LEFT as f64 + i as f64 * slot + 1.0,
             y = base as f64 - height,
             w = (slot - 2.0).max(1.0),
             at = &clock(minute.start_unix_ms)[..5],
             jobs = minute.jobs,
-            fuel = si(minute.fuel),
+            cpu = cpu_seconds(minute.cpu_time_us),
         );
     }
     if max == 0 {
@@ -335,8 +365,8 @@ fn jobs(out: &mut String, snapshot: &Snapshot) {
     }
     out.push_str(
         "<table id=\"job-table\"><thead><tr><th>finished (UTC)</th><th>job</th>\
-         <th>submitter</th><th>module</th><th>outcome</th><th class=\"num\">fuel</th>\
-         <th class=\"num\">wall time</th></tr></thead><tbody>",
+         <th>submitter</th><th>module</th><th>outcome</th><th class=\"num\">CPU time</th>\
+         <th class=\"num\">fuel</th><th class=\"num\">wall time</th></tr></thead><tbody>",
     );
     for job in &snapshot.recent_jobs {
         job_row(out, job, snapshot.taken_at_unix_ms);
@@ -356,7 +386,7 @@ fn job_row(out: &mut String, job: &RecentJob, now_ms: u64) {
          <td class=\"mono\" title=\"{submitter}\">{submitter_short}</td>\
          <td class=\"mono\" title=\"{module}\">{module_short}</td>\
          <td class=\"outcome {class}\">{outcome}</td>\
-         <td class=\"num\" title=\"{fuel}\">{fuel_si}</td><td class=\"num\">{wall}</td></tr>",
+         <td class=\"num\" title=\"{cpu_us} µs\">{cpu}</td>{fuel}<td class=\"num\">{wall}</td></tr>",
         ago = ago(now_ms, job.finished_at_unix_ms),
         at = clock(job.finished_at_unix_ms),
         job_id = escape(&job_id),
@@ -366,10 +396,21 @@ fn job_row(out: &mut String, job: &RecentJob, now_ms: u64) {
         module = escape(&module),
         module_short = escape(module.get(..12).unwrap_or(&module)),
         outcome = escape(&job.outcome),
-        fuel = job.fuel,
-        fuel_si = si(job.fuel),
+        cpu_us = job.cpu_time_us,
+        cpu = duration(job.cpu_time_us / 1000),
+        fuel = fuel_cell(job.fuel),
         wall = duration(job.wall_time_ms),
     );
+}
+
+/// A job's fuel as a table cell: "–" for a job that counted none (a
+/// wall-time budget, whose work is its CPU time).
+fn fuel_cell(fuel: u64) -> String {
+    if fuel == 0 {
+        "<td class=\"num\" title=\"no fuel counted (wall-time budget)\">–</td>".to_string()
+    } else {
+        format!("<td class=\"num\" title=\"{fuel}\">{}</td>", si(fuel))
+    }
 }
 
 fn peers(out: &mut String, snapshot: &Snapshot) {
@@ -478,6 +519,11 @@ mod tests {
         assert_eq!(si(45_600_000), "45.6 M");
         assert_eq!(si(789_000_000_000), "789 G");
         assert_eq!(si(u64::MAX), "18.4 E");
+        assert_eq!(cpu_seconds(0), "0.000");
+        assert_eq!(cpu_seconds(42_300), "0.042");
+        assert_eq!(cpu_seconds(1_234_000), "1.23");
+        assert_eq!(cpu_seconds(45_600_000), "45.6");
+        assert_eq!(cpu_seconds(7_890_000_000), "7890");
         assert_eq!(clock(1_700_000_000_000), "22:13:20");
         assert_eq!(duration(850), "850 ms");
         assert_eq!(duration(3_723_000), "1 h 2 min");
@@ -523,6 +569,29 @@ mod tests {
                 "{external}: the page loads nothing"
             );
         }
+    }
+
+    #[test]
+    fn the_chart_is_cpu_time_and_the_table_marks_jobs_without_fuel() {
+        let page = render(&snapshot());
+        let svg = chart(&snapshot().work_per_minute);
+        // The fixture's two jobs in one minute: 120 + 80 ms of CPU.
+        assert!(svg.contains(">0.200 CPU-s</text>"), "{svg}");
+        assert!(svg.contains("2 job(s), 0.200 CPU-s, 123 M fuel"), "{svg}");
+        assert!(page.contains("<th class=\"num\">CPU time</th>"));
+        assert!(page.contains(">120 ms</td>"), "the success job's CPU time");
+        assert!(
+            page.contains("title=\"no fuel counted (wall-time budget)\">–</td>"),
+            "the job without fuel"
+        );
+        assert!(
+            page.contains("title=\"123456789\">123 M</td>"),
+            "the fuel job"
+        );
+        assert!(
+            page.contains("45600000 µs of CPU time\">45.6 CPU-s"),
+            "the card"
+        );
     }
 
     #[test]
