@@ -49,6 +49,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,15 @@ const ANSWER_SLACK: u64 = 1 << 20;
 
 /// Largest request frame a runner accepts: a module or a job's stdin.
 const MAX_REQUEST_BYTES: u64 = 1 << 31;
+
+/// Bytes read from a runner's stdout at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+/// How long the node looks for a runner's answer without sleeping.
+const SPIN: Duration = Duration::from_micros(40);
+
+/// Whether a thread is looking for an answer without sleeping.
+static SPINNING: AtomicBool = AtomicBool::new(false);
 
 /// Pause before the next look at a runner that is being killed.
 const REAP_POLL: Duration = Duration::from_millis(1);
@@ -247,6 +257,8 @@ struct Runner {
     buffer: Vec<u8>,
     /// Whether it ran a job before this one (so it may have died idle).
     reused: bool,
+    /// Room for one read from stdout.
+    chunk: Vec<u8>,
 }
 
 impl Runner {
@@ -274,6 +286,7 @@ impl Runner {
             stdout,
             buffer: Vec::new(),
             reused: false,
+            chunk: vec![0; READ_CHUNK],
         })
     }
 
@@ -324,7 +337,6 @@ impl Runner {
     /// Reads until one whole frame of at most `limit` bytes is buffered,
     /// or `deadline` passes.
     fn receive(&mut self, deadline: Option<Instant>, limit: u64) -> Result<Vec<u8>, Ended> {
-        let mut chunk = vec![0; 64 << 10];
         loop {
             if let Some(length) = self
                 .buffer
@@ -346,9 +358,9 @@ impl Runner {
             if !wait_readable(&self.stdout, deadline).map_err(|e| Ended::Broken(e.to_string()))? {
                 return Err(Ended::Deadline);
             }
-            match self.stdout.read(&mut chunk) {
+            match self.stdout.read(&mut self.chunk) {
                 Ok(0) => return Err(Ended::Broken("it closed its output".into())),
-                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+                Ok(n) => self.buffer.extend_from_slice(&self.chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(Ended::Broken(format!("reading from it: {e}"))),
             }
@@ -375,6 +387,33 @@ impl Runner {
 #[cfg(unix)]
 fn wait_readable(stdout: &ChildStdout, deadline: Option<Instant>) -> io::Result<bool> {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    // Most jobs take microseconds: look without sleeping for a moment
+    // first, which saves this thread a wake-up (tens of µs in a VM). One
+    // thread at a time, so that a busy node does not burn the CPU its
+    // runners need.
+    if SPINNING
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_ok()
+    {
+        let spin_until = Instant::now() + SPIN;
+        let mut ready = false;
+        while !ready && Instant::now() < spin_until {
+            let mut fds = [PollFd::new(stdout, PollFlags::IN)];
+            ready = poll(
+                &mut fds,
+                Some(&Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                }),
+            )
+            .is_ok_and(|n| n > 0);
+            std::hint::spin_loop();
+        }
+        SPINNING.store(false, Ordering::Release);
+        if ready {
+            return Ok(true);
+        }
+    }
     loop {
         let timeout = match deadline {
             None => None,
@@ -604,7 +643,7 @@ pub(crate) fn child(header: &str, mut stdin: impl BufRead) -> Result<ExitCode, S
     let sandbox = crate::Sandbox::new(config).map_err(|e| format!("building the sandbox: {e}"))?;
     let mut modules: HashMap<ModuleHash, Arc<CompiledModule>> = HashMap::new();
     let mut order: VecDeque<ModuleHash> = VecDeque::new();
-    let mut stdout = io::stdout().lock();
+    let mut stdout = unbuffered_stdout()?;
     loop {
         let mut length = [0; 4];
         match stdin.read_exact(&mut length) {
@@ -657,12 +696,33 @@ pub(crate) fn child(header: &str, mut stdin: impl BufRead) -> Result<ExitCode, S
             kind => return Err(format!("unknown request kind {kind}")),
         };
         let length = u32::try_from(answer.len()).map_err(|_| "an answer is too large")?;
+        let mut message = Vec::with_capacity(4 + answer.len());
+        message.extend_from_slice(&length.to_le_bytes());
+        message.extend_from_slice(&answer);
         stdout
-            .write_all(&length.to_le_bytes())
-            .and_then(|()| stdout.write_all(&answer))
+            .write_all(&message)
             .and_then(|()| stdout.flush())
             .map_err(|e| format!("writing an answer: {e}"))?;
     }
+}
+
+/// Standard output without `io::stdout`'s line buffering, which would cut
+/// an answer at its last newline byte into two writes (and wake the node
+/// twice).
+#[cfg(unix)]
+fn unbuffered_stdout() -> Result<impl Write, String> {
+    use std::os::fd::AsFd;
+    let fd = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| format!("duplicating stdout: {e}"))?;
+    Ok(std::fs::File::from(fd))
+}
+
+/// Standard output (answers are written in one call and flushed).
+#[cfg(not(unix))]
+fn unbuffered_stdout() -> Result<impl Write, String> {
+    Ok(io::stdout())
 }
 
 /// The runner's sandbox configuration from its header line.
