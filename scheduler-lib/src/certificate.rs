@@ -1013,6 +1013,7 @@ mod tests {
             result: Ok(()),
             output_sha256: hash_from_slice(&claim.output_sha256).unwrap(),
             fuel_used: claim.fuel_used,
+            cpu_time: Duration::from_micros(claim.cpu_time_us),
             wall_time: Duration::from_micros(claim.wall_time_us),
             round_trip: Duration::from_millis(1),
             signed_claim: f.signed(worker, claim),

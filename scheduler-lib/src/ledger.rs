@@ -929,6 +929,7 @@ mod tests {
             result: Ok(()),
             output_sha256: sha256(output),
             fuel_used: 42,
+            cpu_time: Duration::from_millis(4),
             wall_time: Duration::from_millis(5),
             round_trip: Duration::from_millis(9),
             signed_claim: envelope::sign(&worker, Domain::Result, claim.encode_to_vec()),

@@ -68,7 +68,7 @@ pub use certificate::{Certificate, CertificateError, VerifiedCertificate, Verify
 pub use error::{SchedulerError, WorkerError};
 pub use job::Job;
 pub use ledger::{JobSummary, Ledger, LedgerError};
-pub use limits::Limits;
+pub use limits::{Budget, Limits};
 pub use outcome::{JobFailure, VoteKey};
 pub use reputation::{Change, Observation, PeerReputation, Reputation, ReputationConfig};
 pub use scheduler::{Scheduler, SchedulerConfig};

@@ -8,11 +8,60 @@ use std::time::Duration;
 
 use peergrid_proto::pb;
 
+/// How a job's run time is bounded. Every replica of a job runs under the
+/// job's budget, so their verdicts stay comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Budget {
+    /// The job's code runs uninstrumented, at the speed of plain wasmtime,
+    /// in a process the worker kills at [`Limits::wall_time`]. Running out
+    /// is a timeout, never a vote. [`Limits::fuel`] is ignored and no fuel
+    /// is counted; the work is reported as CPU time. The default.
+    #[default]
+    WallTime,
+    /// The job's code counts fuel: [`Limits::fuel`] is a deterministic
+    /// instruction budget (running out is a verdict every replica agrees
+    /// on) and the fuel used is the job's unit of work. Slower: 1.5–3× on
+    /// tight loops. [`Limits::wall_time`] stays a backstop.
+    Fuel,
+}
+
+impl Budget {
+    /// The wire form.
+    pub fn to_pb(self) -> pb::Budget {
+        match self {
+            Budget::WallTime => pb::Budget::WallTime,
+            Budget::Fuel => pb::Budget::Fuel,
+        }
+    }
+
+    /// Reads the wire form: `None` when unset or unknown.
+    pub fn from_pb(value: i32) -> Option<Self> {
+        match pb::Budget::try_from(value) {
+            Ok(pb::Budget::WallTime) => Some(Budget::WallTime),
+            Ok(pb::Budget::Fuel) => Some(Budget::Fuel),
+            Ok(pb::Budget::Unspecified) | Err(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Budget::WallTime => "wall time",
+            Budget::Fuel => "fuel",
+        })
+    }
+}
+
 /// Resource limits for one job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Instruction budget (wasmtime fuel). Deterministic: every replica stops
-    /// at the same instruction, and the fuel used is the job's unit of work.
+    /// How the run time is bounded: by the wall clock (fast, the default)
+    /// or by fuel (deterministic). See [`Budget`].
+    pub budget: Budget,
+    /// Instruction budget (wasmtime fuel), with [`Budget::Fuel`] only.
+    /// Deterministic: every replica stops at the same instruction, and the
+    /// fuel used is the job's unit of work.
     pub fuel: u64,
     /// Linear-memory cap in bytes.
     pub memory_bytes: u64,
@@ -28,6 +77,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
+            budget: Budget::WallTime,
             fuel: 10_000_000_000,
             memory_bytes: 256 << 20,
             wall_time: Duration::from_secs(60),
@@ -46,6 +96,7 @@ impl Limits {
             wall_time_ms: u64::try_from(self.wall_time.as_millis()).unwrap_or(u64::MAX),
             max_output_bytes: self.max_output_bytes,
             max_stderr_bytes: self.max_stderr_bytes,
+            budget: self.budget.to_pb() as i32,
         }
     }
 
@@ -53,6 +104,7 @@ impl Limits {
     pub fn from_pb(limits: &pb::JobLimits, defaults: &Limits) -> Self {
         let or = |v: u64, d: u64| if v == 0 { d } else { v };
         Self {
+            budget: Budget::from_pb(limits.budget).unwrap_or(defaults.budget),
             fuel: or(limits.fuel, defaults.fuel),
             memory_bytes: or(limits.memory_bytes, defaults.memory_bytes),
             wall_time: if limits.wall_time_ms == 0 {
@@ -66,9 +118,14 @@ impl Limits {
     }
 
     /// The first limit of `self` that exceeds `max`, named, or `None` if all fit.
+    /// Fuel counts only with [`Budget::Fuel`].
     pub fn exceeds(&self, max: &Limits) -> Option<String> {
+        let fuel = match self.budget {
+            Budget::Fuel => self.fuel,
+            Budget::WallTime => 0,
+        };
         let checks = [
-            ("fuel", self.fuel, max.fuel),
+            ("fuel", fuel, max.fuel),
             ("memory_bytes", self.memory_bytes, max.memory_bytes),
             (
                 "wall_time_ms",

@@ -6,7 +6,8 @@
 //!    one operator cannot cast several votes through several identities on
 //!    one machine or one subnet. Loopback and private addresses fall back to
 //!    distinct `host:port` endpoints, which local grids and tests use.
-//! 2. Only workers whose advertised limits admit the job.
+//! 2. Only workers whose advertised limits admit the job, and all of one
+//!    platform (homogeneous redundancy, see [`choose`]).
 //! 3. Prefer workers with free slots, then established (trusted) workers, so
 //!    that a job can run on fewer of them, then those this scheduler has given the
 //!    least work so far (spreading work spreads the chances to catch a
@@ -79,12 +80,24 @@ pub struct Candidate {
     pub admits_job: bool,
     /// Whether this node trusts it enough to let it run jobs alone.
     pub established: bool,
+    /// The class of machines whose runs are bit-identical to this
+    /// worker's (architecture, wasmtime version, NaN mode, stack budget),
+    /// as its `Hello` names it; empty if it did not say.
+    pub platform: String,
 }
 
 /// Chooses up to `count` candidates for a job, excluding peers in `exclude`
 /// and network groups in `used_groups` (those the job already runs in), at
 /// most one per group under `rule`. Returns indexes into `candidates`, best
 /// first.
+///
+/// All chosen candidates share one [`Candidate::platform`]: honest
+/// replicas on different platforms may differ in the bits of a NaN or the
+/// depth at which a recursion runs out of stack, which would look like
+/// cheating (BOINC calls this *homogeneous redundancy*). The platform is
+/// the one with the most usable workers, so the job can escalate as far as
+/// possible; on a tie, the platform of the best-ranked worker. On a grid of
+/// one platform this changes nothing.
 pub fn choose(
     candidates: &[Candidate],
     count: usize,
@@ -110,18 +123,35 @@ pub fn choose(
             rendezvous(job_id, &c.peer),
         )
     });
-    let mut chosen = Vec::with_capacity(count);
+    // Distinct usable workers per platform, in ranking order.
+    let mut platforms: Vec<(&str, Vec<usize>)> = Vec::new();
     let mut peers = HashSet::new();
     let mut groups = HashSet::new();
     for i in order {
-        if chosen.len() == count {
-            break;
-        }
         let c = &candidates[i];
-        if peers.insert(c.peer) && groups.insert(network_group(&c.addr, rule)) {
-            chosen.push(i);
+        if !peers.insert(c.peer) {
+            continue;
+        }
+        let group = network_group(&c.addr, rule);
+        // A group is taken per platform: a platform's own count must not
+        // shrink because another platform's worker shares its subnet.
+        if !groups.insert((c.platform.as_str(), group)) {
+            continue;
+        }
+        match platforms.iter_mut().find(|(p, _)| *p == c.platform) {
+            Some((_, members)) => members.push(i),
+            None => platforms.push((c.platform.as_str(), vec![i])),
         }
     }
+    // The largest; `max_by_key` keeps the last of equals, so go in reverse
+    // to keep the best-ranked platform on a tie.
+    let mut chosen = platforms
+        .into_iter()
+        .rev()
+        .max_by_key(|(_, members)| members.len())
+        .map(|(_, members)| members)
+        .unwrap_or_default();
+    chosen.truncate(count);
     chosen
 }
 
@@ -145,6 +175,7 @@ mod tests {
             placed,
             admits_job: true,
             established: false,
+            platform: "x86_64/wasmtime-48.0.8/nan-native/stack-524288".into(),
         }
     }
 
@@ -281,5 +312,46 @@ mod tests {
             .len(),
             3
         );
+    }
+
+    #[test]
+    fn all_replicas_come_from_the_largest_platform() {
+        let arm = "aarch64/wasmtime-48.0.8/nan-native/stack-524288";
+        let mut cs: Vec<Candidate> = (1..=5)
+            .map(|i| cand(&format!("198.51.{i}.1:7400"), 1, 0))
+            .collect();
+        // Three arm workers, two x86 ones, an arm one ranked first.
+        for c in &mut cs[..3] {
+            c.platform = arm.into();
+        }
+        cs[0].established = true;
+        let got = choose(
+            &cs,
+            5,
+            &[0; 32],
+            &HashSet::new(),
+            &HashSet::new(),
+            Diversity::Subnet,
+        );
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|&i| cs[i].platform == arm), "{got:?}");
+
+        // Two arm, two x86 and one riscv: the tie goes to the platform of
+        // the best-ranked worker.
+        cs[2].platform = cs[3].platform.clone();
+        cs[4].platform = "riscv64/wasmtime-48.0.8/nan-native/stack-524288".into();
+        cs[3].established = true;
+        cs[0].established = false;
+        let got = choose(
+            &cs,
+            5,
+            &[0; 32],
+            &HashSet::new(),
+            &HashSet::new(),
+            Diversity::Subnet,
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], 3, "the established x86 worker leads");
+        assert!(got.iter().all(|&i| cs[i].platform != arm), "{got:?}");
     }
 }

@@ -348,6 +348,7 @@ impl Round<'_> {
                         output_sha256: hash_from_slice(&verified.claim.output_sha256)
                             .unwrap_or_default(),
                         fuel_used: verified.claim.fuel_used,
+                        cpu_time: Duration::from_micros(verified.claim.cpu_time_us),
                         wall_time: Duration::from_micros(verified.claim.wall_time_us),
                         round_trip: attempt.started.elapsed(),
                         signed_claim: verified.envelope.clone(),
@@ -1016,6 +1017,7 @@ impl Scheduler {
                     placed: placed.get(&w.info.peer).copied().unwrap_or(0),
                     admits_job: refusal.is_none(),
                     established: standing.established && !standing.banned,
+                    platform: w.info.hello.platform.clone(),
                 }
             })
             .collect()
@@ -1183,6 +1185,7 @@ fn refusal_reason(job: &Job, hello: &pb::HelloResponse) -> Option<String> {
         Limits::from_pb(
             m,
             &Limits {
+                budget: job.limits.budget,
                 fuel: u64::MAX,
                 memory_bytes: u64::MAX,
                 wall_time: Duration::MAX,

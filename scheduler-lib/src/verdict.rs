@@ -34,8 +34,10 @@ pub struct WorkerRun {
     pub result: Result<(), JobFailure>,
     /// SHA-256 of the stdout it returned.
     pub output_sha256: Sha256Hash,
-    /// Fuel it says the run used.
+    /// Fuel it says the run used (0 under [`Budget::WallTime`](crate::Budget)).
     pub fuel_used: u64,
+    /// CPU time it says the run used (the work of a wall-time job).
+    pub cpu_time: Duration,
     /// Run time it reported.
     pub wall_time: Duration,
     /// Time from sending the job to the verified answer, as seen here.

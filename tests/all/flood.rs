@@ -49,6 +49,7 @@ async fn conn(addr: &str) -> WorkerConn {
 /// A job that burns fuel for a while (an infinite loop under a budget).
 fn slow_job() -> Job {
     Job::new(peergrid_tests::hostile::infinite_loop()).limits(Limits {
+        budget: scheduler_lib::Budget::Fuel,
         fuel: 1_000_000_000,
         memory_bytes: 16 << 20,
         wall_time: Duration::from_secs(20),
@@ -454,10 +455,10 @@ async fn the_metrics_endpoint_serves_real_figures_after_a_job() {
     assert_eq!(sample(&before, "peergrid_jobs_run_total"), Some(0.0));
     assert_eq!(sample(&before, "peergrid_slots"), Some(2.0));
 
-    let report = scheduler(&grid)
-        .submit(&example_job(&peergrid_jobs::PRIMES, 1))
-        .await
-        .unwrap();
+    // Counting fuel, so that the fuel metric moves too.
+    let mut counted = example_job(&peergrid_jobs::PRIMES, 1);
+    counted.limits.budget = scheduler_lib::Budget::Fuel;
+    let report = scheduler(&grid).submit(&counted).await.unwrap();
     assert!(report.verdict.accepted().is_some());
     // A refusal too: a job addressed to another worker.
     let submitter = Identity::generate();

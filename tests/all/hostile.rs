@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use peergrid_tests::{example_job, honest_grid, hostile, scheduler, tight_limits};
 use peergrid_worker::LocalGrid;
-use scheduler_lib::{Job, JobFailure, Limits, Scheduler, Verdict, WorkerError};
+use scheduler_lib::{Budget, Job, JobFailure, Limits, Scheduler, Verdict, WorkerError};
 
 /// Submits `module` with tight limits to k=3 and returns the agreed failure;
 /// then checks the grid still runs a normal job.
@@ -72,19 +72,41 @@ async fn importing_an_ungranted_function_is_an_invalid_module_naming_it() {
 async fn an_infinite_loop_runs_out_of_fuel_at_the_same_instruction_everywhere() {
     let grid = honest_grid(3).await;
     let sched = scheduler(&grid);
-    let failure = agreed_failure(&grid, &sched, hostile::infinite_loop(), tight_limits()).await;
+    let limits = Limits {
+        budget: Budget::Fuel,
+        ..tight_limits()
+    };
+    let failure = agreed_failure(&grid, &sched, hostile::infinite_loop(), limits).await;
     assert_eq!(failure, JobFailure::OutOfFuel);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_with_ample_fuel_hits_the_wall_clock_and_is_never_accepted() {
-    let grid = honest_grid(3).await;
-    let sched = scheduler(&grid);
     let limits = Limits {
+        budget: Budget::Fuel,
         fuel: 900_000_000_000,
         wall_time: Duration::from_millis(300),
         ..tight_limits()
     };
+    an_infinite_loop_times_out_everywhere(limits).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_under_a_wall_time_budget_is_killed_and_never_accepted() {
+    // The default budget: uninstrumented code in runner processes, which
+    // the workers kill at the deadline.
+    let limits = Limits {
+        wall_time: Duration::from_millis(300),
+        ..tight_limits()
+    };
+    an_infinite_loop_times_out_everywhere(limits).await;
+}
+
+/// An endless loop on k=3 under `limits`: every worker times out, no vote,
+/// and the grid keeps serving.
+async fn an_infinite_loop_times_out_everywhere(limits: Limits) {
+    let grid = honest_grid(3).await;
+    let sched = scheduler(&grid);
     let report = sched
         .submit(
             &Job::new(hostile::infinite_loop())

@@ -197,10 +197,15 @@ async fn a_table_bomb_hits_the_table_limit_on_every_worker() {
                  (drop (table.grow $t (ref.null func) (i32.const 1000000)))
                  (br_if $again (i32.ne (table.size $t) (i32.const -1))))))"#,
     );
+    // Under a fuel budget: the loop below outlives the refused growth, and
+    // under the default wall-time budget it would simply time out (no vote).
     let report = scheduler(&grid)
         .submit(
             &Job::new(grower)
-                .limits(peergrid_tests::tight_limits())
+                .limits(scheduler_lib::Limits {
+                    budget: scheduler_lib::Budget::Fuel,
+                    ..peergrid_tests::tight_limits()
+                })
                 .replicas(3),
         )
         .await

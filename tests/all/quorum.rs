@@ -4,16 +4,23 @@
 use peergrid_tests::{example_job, grid, honest_grid, scheduler};
 use peergrid_worker::fault::Fault;
 use peergrid_worker::local_run::run_locally;
-use scheduler_lib::Verdict;
+use scheduler_lib::{Budget, Verdict};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_honest_nodes_agree_with_the_local_run() {
     let grid = honest_grid(3).await;
     let sched = scheduler(&grid);
-    for example in peergrid_jobs::all() {
+    // Each example under both budget kinds: uninstrumented in runner
+    // processes (the default) and counting fuel in the node's process.
+    let budgets = [Budget::WallTime, Budget::Fuel];
+    for (example, budget) in peergrid_jobs::all()
+        .into_iter()
+        .flat_map(|e| budgets.map(|b| (e, b)))
+    {
         // A fixed k = 3: by the fourth example the nodes have earned enough
         // trust for adaptive replication to run a job on fewer replicas.
-        let job = example_job(example, 3).adaptive(false);
+        let mut job = example_job(example, 3).adaptive(false);
+        job.limits.budget = budget;
         let report = sched.submit(&job).await.unwrap();
         let Verdict::Accepted {
             output,
@@ -50,7 +57,13 @@ async fn three_honest_nodes_agree_with_the_local_run() {
             example.name
         );
         assert_eq!(output.stdout, example.sample_stdout, "{}", example.name);
-        assert_eq!(output.fuel_used, local.fuel_used, "fuel is deterministic");
+        match budget {
+            Budget::Fuel => {
+                assert!(output.fuel_used > 0, "{}", example.name);
+                assert_eq!(output.fuel_used, local.fuel_used, "fuel is deterministic");
+            }
+            Budget::WallTime => assert_eq!(output.fuel_used, 0, "no fuel is counted"),
+        }
     }
 }
 

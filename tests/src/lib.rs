@@ -95,9 +95,12 @@ pub async fn uploaded(
     conn
 }
 
-/// Limits small enough that hostile modules fail fast.
+/// Limits small enough that hostile modules fail fast, under the default
+/// wall-time budget (the fuel is for [`Budget::Fuel`](scheduler_lib::Budget)
+/// variants: `Limits { budget: Budget::Fuel, ..tight_limits() }`).
 pub fn tight_limits() -> Limits {
     Limits {
+        budget: scheduler_lib::Budget::WallTime,
         fuel: 200_000_000,
         memory_bytes: 32 << 20,
         wall_time: Duration::from_secs(20),

@@ -92,12 +92,14 @@ impl NodeConfig {
                 wall_time: Duration::from_secs(600),
                 max_output_bytes: 64 << 20,
                 max_stderr_bytes: 1 << 20,
+                // Not a maximum: any budget kind is accepted.
+                budget: scheduler_lib::Budget::WallTime,
             },
             max_module_bytes: 64 << 20,
             max_input_bytes: 16 << 20,
             max_concurrent_uploads: 4,
             replay_capacity: 1_000_000,
-            sandbox: peergrid_sandbox::Config::default(),
+            sandbox: node_sandbox_config(),
             gossip: crate::gossip::GossipConfig::default(),
             insecure: false,
             flood: crate::flood::FloodConfig::default(),
@@ -109,4 +111,16 @@ impl NodeConfig {
             fault: None,
         }
     }
+}
+
+/// The sandbox settings a node starts from: the library defaults, except
+/// that NaNs are left as the CPU makes them
+/// ([`peergrid_sandbox::Config::canonicalize_nans`] off). Canonicalizing
+/// them would make float-heavy jobs 2.5x slower; without it replicas agree
+/// bit for bit within one platform, and schedulers place all replicas of a
+/// job on one platform (the `platform` a worker's `Hello` names).
+pub fn node_sandbox_config() -> peergrid_sandbox::Config {
+    let mut config = peergrid_sandbox::Config::default();
+    config.canonicalize_nans = false;
+    config
 }

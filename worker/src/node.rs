@@ -9,8 +9,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peergrid_proto::tls::Transport;
 use peergrid_proto::{Domain, Identity, PeerId, Sha256Hash, envelope, pb, sha256};
-use peergrid_sandbox::{ExecError, Execution, JobInput, Sandbox};
+use peergrid_sandbox::{ExecError, Execution, JobInput, Metering, Sandbox};
 use prost::Message;
+use scheduler_lib::Budget;
 use scheduler_lib::outcome::{JobFailure, outcome_to_claim_fields};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -88,7 +89,12 @@ pub struct Node {
     identity: Identity,
     config: NodeConfig,
     policy: Policy,
+    /// Runs [`Budget::WallTime`] jobs: uninstrumented code in supervised
+    /// runner processes when the node has a compiler program (as every
+    /// `peergrid node` does), else `fuel_sandbox` with unlimited fuel.
     sandbox: Arc<Sandbox>,
+    /// Runs [`Budget::Fuel`] jobs: fuel-metered code in this process.
+    fuel_sandbox: Arc<Sandbox>,
     pool: JobPool,
     store: ModuleStore,
     replay: Mutex<ReplayGuard>,
@@ -140,7 +146,17 @@ impl Node {
         if sandbox_config.pool.is_none() {
             sandbox_config.pool = Some(peergrid_sandbox::PoolConfig::for_slots(config.slots));
         }
-        let sandbox = Arc::new(Sandbox::new(sandbox_config)?);
+        // One sandbox per budget kind (the configured `metering` is
+        // replaced): both share the artifact directory, whose file names
+        // carry each engine's fingerprint.
+        sandbox_config.metering = Metering::Fuel;
+        let fuel_sandbox = Arc::new(Sandbox::new(sandbox_config.clone())?);
+        let sandbox = if sandbox_config.compiler.is_some() {
+            sandbox_config.metering = Metering::Supervised;
+            Arc::new(Sandbox::new(sandbox_config)?)
+        } else {
+            Arc::clone(&fuel_sandbox)
+        };
         let store = ModuleStore::open(&config.data_dir.join("modules"))?;
         let pool = JobPool::new(config.slots)?;
         Ok(Arc::new(Self {
@@ -153,6 +169,7 @@ impl Node {
             uploads: Semaphore::new(config.max_concurrent_uploads.max(1)),
             identity,
             sandbox,
+            fuel_sandbox,
             pool,
             store,
             stats: NodeStats::default(),
@@ -185,9 +202,15 @@ impl Node {
         &self.activity
     }
 
-    /// The node's sandbox (module cache statistics live there).
+    /// The node's sandbox for [`Budget::WallTime`] jobs, the default
+    /// kind (module cache statistics live there).
     pub fn sandbox(&self) -> &Sandbox {
         &self.sandbox
+    }
+
+    /// The node's sandbox for [`Budget::Fuel`] jobs.
+    pub fn fuel_sandbox(&self) -> &Sandbox {
+        &self.fuel_sandbox
     }
 
     /// The node's configuration.
@@ -353,7 +376,9 @@ impl Node {
     }
 
     fn has_module(&self, hash: &Sha256Hash) -> bool {
-        self.sandbox.cached(hash).is_some() || self.store.has(hash)
+        self.sandbox.cached(hash).is_some()
+            || self.fuel_sandbox.cached(hash).is_some()
+            || self.store.has(hash)
     }
 
     /// Runs an admitted job on the pool and signs the claim.
@@ -362,7 +387,10 @@ impl Node {
         job: AdmittedJob,
         slot: crate::pool::Slot,
     ) -> Result<pb::ExecuteResponse, Status> {
-        let sandbox = Arc::clone(&self.sandbox);
+        let sandbox = Arc::clone(match job.limits.budget {
+            Budget::WallTime => &self.sandbox,
+            Budget::Fuel => &self.fuel_sandbox,
+        });
         let store = self.store.clone();
         let module_hash = job.module_hash;
         let input = JobInput {
@@ -401,6 +429,11 @@ impl Node {
         }
         #[allow(unused_mut)]
         let mut execution = execution;
+        if job.limits.budget == Budget::WallTime {
+            // Counted only by the fallback fuel sandbox, against an
+            // unlimited budget: not comparable with anything.
+            execution.fuel_used = 0;
+        }
         #[cfg(feature = "fault-injection")]
         if let Some(fault) = &self.config.fault
             && execution.result.is_ok()
@@ -422,6 +455,7 @@ impl Node {
             stderr_sha256: sha256(&execution.stderr).to_vec(),
             fuel_used: execution.fuel_used,
             wall_time_us: u64::try_from(execution.elapsed.as_micros()).unwrap_or(u64::MAX),
+            cpu_time_us: u64::try_from(execution.cpu_time.as_micros()).unwrap_or(u64::MAX),
         };
         self.stats.jobs_run.fetch_add(1, Ordering::Relaxed);
         self.stats
@@ -445,7 +479,9 @@ impl Node {
             submitter = %job.submitter,
             module = %hex::encode(job.module_hash),
             outcome = %result.as_ref().map_or_else(ToString::to_string, |()| "success".into()),
+            budget = %job.limits.budget,
             fuel = execution.fuel_used,
+            cpu_ms = execution.cpu_time.as_millis() as u64,
             ms = execution.elapsed.as_millis() as u64,
             "ran job"
         );
@@ -538,9 +574,18 @@ fn run_job(
 }
 
 /// The sandbox's form of a job's limits.
+///
+/// A [`Budget::WallTime`] job gets unlimited fuel: a supervised sandbox
+/// ignores fuel anyway, and on a node without a compiler program, whose
+/// wall-time jobs run in the fuel sandbox, it must not run out of fuel
+/// where its replicas elsewhere would not.
 pub fn sandbox_limits(l: &scheduler_lib::Limits) -> peergrid_sandbox::Limits {
     peergrid_sandbox::Limits {
-        fuel: l.fuel,
+        fuel: match l.budget {
+            Budget::Fuel => l.fuel,
+            // 2^63 instructions: centuries, and within wasmtime's range.
+            Budget::WallTime => i64::MAX as u64,
+        },
         memory_bytes: l.memory_bytes,
         wall_time: l.wall_time,
         max_output_bytes: usize::try_from(l.max_output_bytes).unwrap_or(usize::MAX),
@@ -610,6 +655,7 @@ impl pb::worker_server::Worker for WorkerService {
             max_input_bytes: node.config.max_input_bytes,
             version: crate::VERSION.to_string(),
             challenge_signature,
+            platform: node.sandbox.platform(),
         }))
     }
 

@@ -125,7 +125,9 @@ async fn jobs_lists_and_job_explains_what_submit_did_on_a_local_grid() {
         assert_eq!(w["output_sha256"], output_hash.as_str(), "{w}");
         assert_eq!(w["outcome"], "success", "{w}");
         assert_eq!(w["signature"], "valid", "{w}");
-        assert!(w["fuel_used"].as_u64().unwrap() > 0, "{w}");
+        // The default wall-time budget counts CPU time, not fuel.
+        assert_eq!(w["fuel_used"].as_u64(), Some(0), "{w}");
+        assert!(w["cpu_time_us"].as_u64().unwrap() > 0, "{w}");
         assert!(
             w["address"].as_str().unwrap().starts_with("127.0.0.1:"),
             "{w}"

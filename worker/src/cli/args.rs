@@ -208,9 +208,13 @@ pub enum ConfigFormat {
 /// Limits shared by `submit` and `run`.
 #[derive(Debug, Clone, Args)]
 pub struct LimitArgs {
-    /// Fuel (instruction budget) for the job.
-    #[arg(long, default_value_t = 10_000_000_000)]
-    pub fuel: u64,
+    /// Count fuel and stop the job after this many instructions: every
+    /// replica stops at the same instruction, so "out of fuel" is a verdict
+    /// they agree on. Instrumented code runs 1.5–3x slower. Without it the
+    /// job runs uninstrumented and only --wall-time bounds it (a timeout is
+    /// never a vote).
+    #[arg(long, value_name = "INSTRUCTIONS")]
+    pub fuel: Option<u64>,
     /// Memory cap for the job, in MiB.
     #[arg(long, default_value_t = 256)]
     pub memory_mib: u64,
@@ -460,6 +464,27 @@ pub struct BenchArgs {
     /// Jobs timed per row.
     #[arg(long, default_value_t = 300)]
     pub jobs: usize,
+    /// Run only these sections (comma-separated); all of them by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<BenchSection>,
+}
+
+/// A section of `peergrid bench`, for `--only`.
+#[cfg(feature = "demo")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchSection {
+    /// Per-job latency on loopback: k=1, k=3, adaptive, ledger, plaintext.
+    Latency,
+    /// Verified jobs per second, one at a time and in batches.
+    Throughput,
+    /// Resident memory of a node process, idle and busy.
+    Memory,
+    /// First run of a module vs warm, and after a restart.
+    Cold,
+    /// Instantiate + run + drop of a tiny module, pooled and on demand.
+    Instantiation,
+    /// WASM vs native on the example jobs.
+    Native,
 }
 
 /// Parses durations like `250ms`, `30s`, `5m`, `1h` (a bare number is seconds).
@@ -489,12 +514,17 @@ pub fn humantime_duration(text: &str) -> Result<Duration, String> {
 impl LimitArgs {
     /// The job limits these flags describe.
     pub fn limits(&self) -> scheduler_lib::Limits {
+        let defaults = scheduler_lib::Limits::default();
         scheduler_lib::Limits {
-            fuel: self.fuel,
+            budget: match self.fuel {
+                Some(_) => scheduler_lib::Budget::Fuel,
+                None => scheduler_lib::Budget::WallTime,
+            },
+            fuel: self.fuel.unwrap_or(defaults.fuel),
             memory_bytes: self.memory_mib << 20,
             wall_time: self.wall_time,
             max_output_bytes: self.max_output_kib << 10,
-            ..scheduler_lib::Limits::default()
+            ..defaults
         }
     }
 }

@@ -401,10 +401,13 @@ impl<'a> Explained<'a> {
             r.args
         );
         if let Some(l) = &r.limits {
+            let budget = match scheduler_lib::Budget::from_pb(l.budget) {
+                Some(scheduler_lib::Budget::Fuel) => format!("fuel {}", l.fuel),
+                _ => "wall time only (no fuel counted)".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "  limits       fuel {}, memory {} MiB, wall time {} ms, stdout {} KiB",
-                l.fuel,
+                "  limits       {budget}, memory {} MiB, wall time {} ms, stdout {} KiB",
                 l.memory_bytes >> 20,
                 l.wall_time_ms,
                 l.max_output_bytes >> 10
@@ -542,14 +545,17 @@ impl<'a> Explained<'a> {
             let claim = Claim::of(result);
             let _ = writeln!(
                 out,
-                "               {}, output {}, fuel {}, worker time {:.1} ms, round trip {} ms, \
+                "               {}, output {}, {}, worker time {:.1} ms, round trip {} ms, \
                  signature {}",
                 claim.outcome,
                 claim
                     .output_sha256
                     .as_deref()
                     .map_or("?", |h| &h[..h.len().min(12)]),
-                claim.fuel_used,
+                super::report::work(
+                    claim.fuel_used,
+                    std::time::Duration::from_micros(claim.cpu_time_us)
+                ),
                 claim.wall_time_us as f64 / 1000.0,
                 result.round_trip_ms,
                 claim.signature
@@ -629,6 +635,7 @@ impl<'a> Explained<'a> {
                     "output_sha256": claim.as_ref().and_then(|c| c.output_sha256.clone()),
                     "outcome": claim.as_ref().map(|c| c.outcome.clone()),
                     "fuel_used": claim.as_ref().map(|c| c.fuel_used),
+                    "cpu_time_us": claim.as_ref().map(|c| c.cpu_time_us),
                     "wall_time_ms": claim.as_ref().map(|c| c.wall_time_us as f64 / 1000.0),
                     "round_trip_ms": result.map(|r| r.round_trip_ms),
                     "received_at_unix_ms": result.map(|r| r.received_at_unix_ms),
@@ -669,6 +676,7 @@ struct Claim {
     /// Hex SHA-256 of the output the worker signed.
     output_sha256: Option<String>,
     fuel_used: u64,
+    cpu_time_us: u64,
     wall_time_us: u64,
     /// `valid`, or why not.
     signature: String,
@@ -680,6 +688,7 @@ impl Claim {
             outcome: "unreadable claim".into(),
             output_sha256: None,
             fuel_used: 0,
+            cpu_time_us: 0,
             wall_time_us: 0,
             signature: why,
         };
@@ -703,6 +712,7 @@ impl Claim {
             },
             output_sha256: Some(hex::encode(&claim.output_sha256)),
             fuel_used: claim.fuel_used,
+            cpu_time_us: claim.cpu_time_us,
             wall_time_us: claim.wall_time_us,
             signature,
         }

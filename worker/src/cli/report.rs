@@ -20,12 +20,22 @@ fn run_line(run: &WorkerRun, name: Namer<'_>) -> String {
         Err(e) => e.to_string(),
     };
     format!(
-        "{}: {result}, output {}, fuel {}, {:.1} ms",
+        "{}: {result}, output {}, {}, {:.1} ms",
         name(&run.worker, &run.addr),
         hex::encode(&run.output_sha256[..6]),
-        run.fuel_used,
+        work(run.fuel_used, run.cpu_time),
         run.round_trip.as_secs_f64() * 1000.0
     )
+}
+
+/// A run's work in words: its fuel when it counted fuel (a
+/// [`Budget::Fuel`](scheduler_lib::Budget) job), else its CPU time.
+pub fn work(fuel_used: u64, cpu_time: std::time::Duration) -> String {
+    if fuel_used > 0 {
+        format!("fuel {fuel_used}")
+    } else {
+        format!("cpu {:.1} ms", cpu_time.as_secs_f64() * 1000.0)
+    }
 }
 
 /// A multi-line summary of a report (for stderr).
@@ -41,11 +51,15 @@ pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
             ..
         } => {
             let total = agreeing_workers.len() + dissenting_workers.len();
+            let fuel = if output.fuel_used > 0 {
+                format!(" (fuel {})", output.fuel_used)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "job {id}: ACCEPTED by {} of {total} workers in {ms:.1} ms (fuel {})",
+                "job {id}: ACCEPTED by {} of {total} workers in {ms:.1} ms{fuel}",
                 agreeing_workers.len(),
-                output.fuel_used
             );
             if let Err(e) = &output.result {
                 let _ = writeln!(out, "  the job itself failed on every agreeing worker: {e}");
