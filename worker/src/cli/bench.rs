@@ -17,7 +17,7 @@ use peergrid_proto::Identity;
 use peergrid_worker::{LocalGrid, NodeConfig};
 use scheduler_lib::{Job, Limits, Scheduler, SchedulerConfig};
 
-use super::args::BenchArgs;
+use super::args::{BenchArgs, BenchSection};
 
 /// Median, 99th percentile and mean of a set of samples.
 struct Stats {
@@ -44,11 +44,44 @@ fn ms(d: Duration) -> String {
 /// Runs the benchmark and prints one table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(args.jobs >= 10, "--jobs must be at least 10");
+    let wanted = |section| args.only.is_empty() || args.only.contains(&section);
+    if wanted(BenchSection::Latency) {
+        latency(args.jobs).await?;
+    }
+    if wanted(BenchSection::Throughput) {
+        println!("\n{}", super::bench_load::throughput(args.jobs).await?);
+    }
+    if wanted(BenchSection::Memory) {
+        println!("{}", super::bench_load::memory().await?);
+    }
+    if wanted(BenchSection::Cold) {
+        let cold = tokio::task::spawn_blocking(cold_start)
+            .await
+            .context("cold-start thread")??;
+        println!("\n{cold}");
+    }
+    if wanted(BenchSection::Instantiation) {
+        let instantiation = tokio::task::spawn_blocking(instantiation)
+            .await
+            .context("instantiation thread")??;
+        println!("{instantiation}");
+    }
+    if wanted(BenchSection::Native) {
+        tokio::task::spawn_blocking(super::bench_native::run)
+            .await
+            .context("WASM vs native thread")??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Issue 6 row 2, per-job latency: `jobs` trivial jobs on a local grid at
+/// k=1, k=3, adaptive k=3, with the ledger and in plaintext, against the
+/// same job in this process's sandbox; prints the table and the ratios.
+async fn latency(jobs: usize) -> anyhow::Result<()> {
     let trivial = || Job::new(peergrid_jobs::HASHCHAIN.wasm).stdin(b"1 x".to_vec());
 
     // Baseline: the same job in the sandbox of this process, module compiled once.
     let local_samples = tokio::task::spawn_blocking({
-        let jobs = args.jobs;
         move || -> anyhow::Result<Vec<Duration>> {
             let sandbox = peergrid_sandbox::Sandbox::new(peergrid_sandbox::Config::default())?;
             let module = sandbox.compile(peergrid_jobs::HASHCHAIN.wasm)?;
@@ -103,8 +136,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let mut grid_samples = Vec::new();
     let mut adaptive_executions = 0;
     for (label, k, adaptive) in rows {
-        let mut samples = Vec::with_capacity(args.jobs);
-        for _ in 0..args.jobs {
+        let mut samples = Vec::with_capacity(jobs);
+        for _ in 0..jobs {
             let job = trivial().replicas(k).adaptive(adaptive);
             let report = scheduler.submit(&job).await?;
             anyhow::ensure!(
@@ -132,8 +165,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .with_ledger(ledger)?;
-    let mut samples = Vec::with_capacity(args.jobs);
-    for _ in 0..args.jobs {
+    let mut samples = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
         let report = with_ledger
             .submit(&trivial().replicas(3).adaptive(false))
             .await?;
@@ -165,8 +198,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             ..SchedulerConfig::default()
         },
     );
-    let mut samples = Vec::with_capacity(args.jobs);
-    for i in 0..args.jobs + 10 {
+    let mut samples = Vec::with_capacity(jobs);
+    for i in 0..jobs + 10 {
         let report = plain.submit(&trivial().replicas(3).adaptive(false)).await?;
         anyhow::ensure!(
             report.verdict.accepted().is_some(),
@@ -182,7 +215,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let local = stats(local_samples);
     println!(
         "peergrid bench: trivial job (hashchain, 1 round), {} jobs per row, one at a time",
-        args.jobs
+        jobs
     );
     println!("3 nodes on 127.0.0.1 in this process; times are submit -> verified result\n");
     println!("| what | p50 ms | p99 ms | mean ms | p50 vs local |");
@@ -213,23 +246,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             k3.p50.as_secs_f64() / k1.p50.as_secs_f64(),
             k3.p99.as_secs_f64() / k1.p99.as_secs_f64(),
             adaptive.p50.as_secs_f64() / k1.p50.as_secs_f64(),
-            adaptive_executions as f64 / args.jobs as f64
+            adaptive_executions as f64 / jobs as f64
         );
     }
-    println!("\n{}", super::bench_load::throughput(args.jobs).await?);
-    println!("{}", super::bench_load::memory().await?);
-    let cold = tokio::task::spawn_blocking(cold_start)
-        .await
-        .context("cold-start thread")??;
-    println!("\n{cold}");
-    let instantiation = tokio::task::spawn_blocking(instantiation)
-        .await
-        .context("instantiation thread")??;
-    println!("{instantiation}");
-    tokio::task::spawn_blocking(super::bench_native::run)
-        .await
-        .context("WASM vs native thread")??;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Issue 6 row 4, cold start vs warm: the Mandelbrot sample in the
@@ -351,9 +371,13 @@ fn instantiation() -> anyhow::Result<String> {
 
     type Run = Box<dyn FnMut() -> anyhow::Result<()>>;
     let plain_error = |e: wasmtime::Error| anyhow::anyhow!("plain wasmtime: {e:#}");
-    let sandbox_way = |pool: Option<PoolConfig>| -> anyhow::Result<Run> {
+    let sandbox_way = |pool: Option<PoolConfig>, supervised: bool| -> anyhow::Result<Run> {
         let mut config = Config::default();
         config.pool = pool;
+        if supervised {
+            config.metering = peergrid_sandbox::Metering::Supervised;
+            config.compiler = Some(super::compiler_command()?);
+        }
         let sandbox = Sandbox::new(config)?;
         let module = sandbox.compile(TINY_MODULE)?;
         let limits = peergrid_worker::node::sandbox_limits(&Limits::default());
@@ -394,14 +418,30 @@ fn instantiation() -> anyhow::Result<String> {
         }))
     };
     let mut ways: Vec<(&str, Run, Vec<Duration>)> = vec![
-        ("sandbox `run`, on demand", sandbox_way(None)?, Vec::new()),
+        (
+            "sandbox `run`, on demand",
+            sandbox_way(None, false)?,
+            Vec::new(),
+        ),
         (
             "sandbox `run`, pooled",
-            sandbox_way(Some(pool))?,
+            sandbox_way(Some(pool), false)?,
             Vec::new(),
         ),
         ("plain wasmtime, on demand", plain_way(None)?, Vec::new()),
         ("plain wasmtime, pooled", plain_way(Some(pool))?, Vec::new()),
+        // The round trip to a runner process (which runs pooled), against
+        // the pooled run in this process.
+        (
+            "sandbox `run`, pooled, in process (fuel)",
+            sandbox_way(Some(pool), false)?,
+            Vec::new(),
+        ),
+        (
+            "sandbox `run`, supervised (runner process)",
+            sandbox_way(Some(pool), true)?,
+            Vec::new(),
+        ),
     ];
     for (_, run, samples) in &mut ways {
         for _ in 0..BLOCK {
@@ -427,7 +467,7 @@ fn instantiation() -> anyhow::Result<String> {
         "instantiation: instantiate + call + drop of a tiny module (one memory page, `_start` \
          returns), {RUNS} runs each; pool of {} instances ({} KiB of memory and {} KiB of \
          tables kept resident per slot)\n\n\
-         | what | p50 µs | p99 µs | mean µs | p50 vs on demand | p99 vs on demand |\n\
+         | what | p50 µs | p99 µs | mean µs | p50 vs the first of its pair | p99 vs the first of its pair |\n\
          |---|---|---|---|---|---|\n",
         pool.instances,
         pool.memory_keep_resident / 1024,

@@ -1,16 +1,18 @@
 //! `peergrid bench`, issue 6 row 1: WASM vs native for the example jobs.
 //!
-//! Each example job runs on an input that takes roughly 50–500 ms natively,
-//! three ways: natively (the job crate's own `run`, the function its
-//! `main.rs` calls, in this process, release build), as WASM in the
-//! production sandbox ([`peergrid_sandbox::Sandbox`] with the node's
-//! configuration: fuel, epoch deadline and NaN canonicalization), and as
-//! WASM in plain wasmtime for reference (default Cranelift settings, no
-//! fuel, no epochs, no NaN canonicalization, WASI preview 1 with stdin and
-//! arguments wired and stdout captured in memory). Modules are compiled
-//! before timing; the three ways alternate within each round so that load
-//! from other processes falls on all of them alike. The WASM stdout must
-//! equal the native output byte for byte, or the bench fails.
+//! Each example job runs on an input that takes roughly 70–200 ms natively:
+//! natively (the job crate's own `run`, the function its `main.rs` calls,
+//! in this process, release build); as WASM in the sandbox as a node
+//! builds it, under each metering ([`peergrid_sandbox::Metering::Fuel`]:
+//! fuel, epoch deadline, in process; [`peergrid_sandbox::Metering::Supervised`]:
+//! uninstrumented code in a runner process killed at the deadline) with
+//! NaN canonicalization, and supervised without it for reference; and in
+//! plain wasmtime (default Cranelift settings, no fuel, no epochs, no NaN
+//! canonicalization, WASI preview 1 with stdin and arguments wired and
+//! stdout captured in memory). Modules are compiled before timing; all
+//! ways alternate within each round so that load from other processes
+//! falls on all of them alike. Every WASM stdout must equal the native
+//! output byte for byte, or the bench fails.
 
 use std::time::{Duration, Instant};
 
@@ -43,8 +45,12 @@ struct Case {
 }
 
 /// The benchmarked inputs: each runs for 50–500 ms natively on the
-/// project's 2-core VM and within the default fuel budget (10^10).
-fn cases() -> [Case; 3] {
+/// project's 2-core VM and within the default fuel budget (10^10). The six
+/// jobs cover the suite's five standard kernels (matrix multiplication,
+/// sieve, Mandelbrot, integer hash mixing, n-body) plus SHA-256; matmul's
+/// input is sized by fuel (7.2·10^9, ~19 instructions per multiply-add in
+/// WASM) rather than by native time.
+fn cases() -> [Case; 6] {
     [
         Case {
             job: &peergrid_jobs::PRIMES,
@@ -71,6 +77,36 @@ fn cases() -> [Case; 3] {
             stdin: b"1500000 peergrid",
             native: |stdin, _| {
                 job_hashchain::run(stdin)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string())
+            },
+        },
+        Case {
+            job: &peergrid_jobs::MATMUL,
+            args: &[],
+            stdin: b"720",
+            native: |stdin, _| {
+                job_matmul::run(stdin)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string())
+            },
+        },
+        Case {
+            job: &peergrid_jobs::NBODY,
+            args: &[],
+            stdin: b"2000000",
+            native: |stdin, _| {
+                job_nbody::run(stdin)
+                    .map(String::into_bytes)
+                    .map_err(|e| e.to_string())
+            },
+        },
+        Case {
+            job: &peergrid_jobs::HASHMIX,
+            args: &[],
+            stdin: b"15000000 2026",
+            native: |stdin, _| {
+                job_hashmix::run(stdin)
                     .map(String::into_bytes)
                     .map_err(|e| e.to_string())
             },
@@ -145,16 +181,52 @@ fn geomean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
 }
 
-/// Runs every example job natively, in the production sandbox and in plain
-/// wasmtime, checks that the outputs are identical, and prints a table of
-/// medians and ratios. Blocks for several seconds: call it off the async
-/// runtime (e.g. with `spawn_blocking`).
-pub fn run() -> anyhow::Result<()> {
-    // The sandbox exactly as `peergrid node` builds it (`Config::default()`,
-    // compiles in the budgeted child process), with the default job limits.
-    let mut config = peergrid_sandbox::Config::default();
+/// One way of running the WASM jobs that the table times.
+struct Way {
+    /// Column heading.
+    name: &'static str,
+    /// The sandbox, or `None` for plain wasmtime.
+    sandbox: Option<peergrid_sandbox::Sandbox>,
+}
+
+/// The sandbox as `peergrid node` builds it (its settings, the budgeted
+/// compiler child process) with `metering`, and NaN canonicalization on or
+/// off.
+fn node_sandbox(
+    metering: peergrid_sandbox::Metering,
+    canonicalize_nans: bool,
+) -> anyhow::Result<peergrid_sandbox::Sandbox> {
+    let mut config = peergrid_worker::config::node_sandbox_config();
     config.compiler = Some(super::compiler_command()?);
-    let sandbox = peergrid_sandbox::Sandbox::new(config)?;
+    config.metering = metering;
+    config.canonicalize_nans = canonicalize_nans;
+    Ok(peergrid_sandbox::Sandbox::new(config)?)
+}
+
+/// Runs every example job natively, in the sandbox's configurations and in
+/// plain wasmtime, checks that the outputs are identical, and prints a
+/// table of medians and ratios. Blocks for tens of seconds: call it off the
+/// async runtime (e.g. with `spawn_blocking`).
+pub fn run() -> anyhow::Result<()> {
+    use peergrid_sandbox::Metering;
+    let ways = [
+        Way {
+            name: "fuel, canonical NaNs",
+            sandbox: Some(node_sandbox(Metering::Fuel, true)?),
+        },
+        Way {
+            name: "supervised, canonical NaNs",
+            sandbox: Some(node_sandbox(Metering::Supervised, true)?),
+        },
+        Way {
+            name: "production",
+            sandbox: Some(node_sandbox(Metering::Supervised, false)?),
+        },
+        Way {
+            name: "plain wasmtime",
+            sandbox: None,
+        },
+    ];
     let limits = peergrid_worker::node::sandbox_limits(&Limits::default());
     let plain = Plain::new().map_err(|e| anyhow::anyhow!("plain wasmtime engine: {e:#}"))?;
 
@@ -162,9 +234,17 @@ pub fn run() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for case in cases() {
         let name = case.job.name;
-        let compiled = sandbox
-            .compile(case.job.wasm)
-            .with_context(|| format!("{name}: sandbox compile"))?;
+        let mut compiled = Vec::new();
+        for way in &ways {
+            if let Some(sandbox) = &way.sandbox {
+                let module = sandbox
+                    .compile(case.job.wasm)
+                    .with_context(|| format!("{name}: compile for {}", way.name))?;
+                compiled.push(Some(module));
+            } else {
+                compiled.push(None);
+            }
+        }
         let plain_module = wasmtime::Module::new(&plain.engine, case.job.wasm)
             .map_err(|e| anyhow::anyhow!("{name}: plain wasmtime compile: {e:#}"))?;
         let input = peergrid_sandbox::JobInput {
@@ -172,76 +252,120 @@ pub fn run() -> anyhow::Result<()> {
             stdin: case.stdin.to_vec(),
             ..Default::default()
         };
-        let (mut native, mut boxed, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        let mut native = Vec::new();
+        let mut times = vec![Vec::new(); ways.len()];
         let mut fuel = 0;
         for round in 0..=RUNS {
             let (out, t_native) = timed(|| {
                 (case.native)(std::hint::black_box(case.stdin), case.args).map(std::hint::black_box)
             });
             let expected = out.map_err(|e| anyhow::anyhow!("{name}: native run failed: {e}"))?;
-            let (execution, t_sandbox) = timed(|| sandbox.run(&compiled, &input, &limits));
-            if let Err(e) = &execution.result {
-                anyhow::bail!("{name}: sandbox run failed: {e}");
-            }
-            anyhow::ensure!(
-                execution.stdout == expected,
-                "{name}: sandbox output ({} bytes) differs from native ({} bytes)",
-                execution.stdout.len(),
-                expected.len()
-            );
-            let (out, t_plain) = timed(|| plain.run(&plain_module, case.args, case.stdin));
-            let out = out.map_err(|e| anyhow::anyhow!("{name}: plain wasmtime run: {e:#}"))?;
-            anyhow::ensure!(
-                out == expected,
-                "{name}: plain wasmtime output ({} bytes) differs from native ({} bytes)",
-                out.len(),
-                expected.len()
-            );
             if round > 0 {
                 native.push(t_native);
-                boxed.push(t_sandbox);
-                bare.push(t_plain);
             }
-            fuel = execution.fuel_used;
+            for (i, way) in ways.iter().enumerate() {
+                let (stdout, elapsed) = match (&way.sandbox, &compiled[i]) {
+                    (Some(sandbox), Some(module)) => {
+                        let (execution, elapsed) = timed(|| sandbox.run(module, &input, &limits));
+                        if let Err(e) = &execution.result {
+                            anyhow::bail!("{name}: {} run failed: {e}", way.name);
+                        }
+                        fuel = fuel.max(execution.fuel_used);
+                        (execution.stdout, elapsed)
+                    }
+                    _ => {
+                        let (out, elapsed) =
+                            timed(|| plain.run(&plain_module, case.args, case.stdin));
+                        let out =
+                            out.map_err(|e| anyhow::anyhow!("{name}: plain wasmtime: {e:#}"))?;
+                        (out, elapsed)
+                    }
+                };
+                anyhow::ensure!(
+                    stdout == expected,
+                    "{name}: {} output ({} bytes) differs from native ({} bytes)",
+                    way.name,
+                    stdout.len(),
+                    expected.len()
+                );
+                if round > 0 {
+                    times[i].push(elapsed);
+                }
+            }
         }
-        rows.push((case, median(native), median(boxed), median(bare), fuel));
+        let medians: Vec<Duration> = times.into_iter().map(median).collect();
+        rows.push((case, median(native), medians, fuel));
     }
 
     println!(
         "\nWASM vs native: example jobs, medians of {RUNS} runs (after a warm-up), \
          outputs equal byte for byte; release build, modules compiled before timing"
     );
-    println!("sandbox = production configuration (fuel, epoch deadline, NaN canonicalization);");
-    println!("plain = wasmtime defaults (no fuel, no epochs, no NaN canonicalization)\n");
     println!(
-        "| job | input | fuel | native ms | sandbox ms | plain wasmtime ms | sandbox / native | plain / native |"
+        "fuel, canonical NaNs = Metering::Fuel (fuel, epoch deadline, in the node's process) with \
+         NaN canonicalization: the sandbox before issue 6, and a Budget::Fuel job's cost;"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let (mut boxed_ratios, mut bare_ratios) = (Vec::new(), Vec::new());
-    for (case, native, boxed, bare, fuel) in &rows {
-        let (rb, rp) = (
-            boxed.as_secs_f64() / native.as_secs_f64(),
-            bare.as_secs_f64() / native.as_secs_f64(),
-        );
-        boxed_ratios.push(rb);
-        bare_ratios.push(rp);
+    println!(
+        "supervised, canonical NaNs = Metering::Supervised (no fuel or epoch checks, a runner \
+         process killed at the deadline) with NaN canonicalization: replicas on any CPU agree;"
+    );
+    println!(
+        "production = what a node runs a default (wall-time) job with: supervised, NaNs as the \
+         CPU makes them, replicas of one job placed on one platform;"
+    );
+    println!("plain wasmtime = wasmtime defaults (no fuel, no epochs, no NaN canonicalization)\n");
+    let mut heading = String::from("| job | input | fuel | native ms |");
+    let mut rule = String::from("|---|---|---:|---:|");
+    for way in &ways {
+        heading.push_str(&format!(" {} ms |", way.name));
+        rule.push_str("---:|");
+    }
+    for way in &ways {
+        heading.push_str(&format!(" {} / native |", way.name));
+        rule.push_str("---:|");
+    }
+    println!("{heading}\n{rule}");
+    let mut ratios = vec![Vec::new(); ways.len()];
+    for (case, native, medians, fuel) in &rows {
         let mut input = String::from_utf8_lossy(case.stdin).into_owned();
         for arg in case.args {
             input = format!("{arg}, {input}");
         }
-        println!(
-            "| {} | `{input}` | {fuel} | {:.1} | {:.1} | {:.1} | {rb:.2}x | {rp:.2}x |",
+        let mut line = format!(
+            "| {} | `{input}` | {fuel} | {:.1} |",
             case.job.name,
-            ms(*native),
-            ms(*boxed),
-            ms(*bare)
+            ms(*native)
         );
+        for median in medians {
+            line.push_str(&format!(" {:.1} |", ms(*median)));
+        }
+        for (i, median) in medians.iter().enumerate() {
+            let ratio = median.as_secs_f64() / native.as_secs_f64();
+            ratios[i].push(ratio);
+            line.push_str(&format!(" {ratio:.2}x |"));
+        }
+        println!("{line}");
     }
-    println!(
-        "| **geomean** | | | | | | **{:.2}x** | **{:.2}x** |",
-        geomean(&boxed_ratios),
-        geomean(&bare_ratios)
-    );
+    // Input, fuel, native and the times: empty in the geomean rows.
+    let blanks = " |".repeat(3 + ways.len());
+    let mut line = format!("| **geomean** |{blanks}");
+    for column in &ratios {
+        line.push_str(&format!(" **{:.2}x** |", geomean(column)));
+    }
+    println!("{line}");
+    // Without hashchain: natively the sha2 crate may use the CPU's SHA
+    // instructions, which WASM cannot (see below).
+    let mut line = format!("| geomean without hashchain |{blanks}");
+    for column in &ratios {
+        let kept: Vec<f64> = rows
+            .iter()
+            .zip(column)
+            .filter(|((case, ..), _)| case.job.name != "hashchain")
+            .map(|(_, ratio)| *ratio)
+            .collect();
+        line.push_str(&format!(" {:.2}x |", geomean(&kept)));
+    }
+    println!("{line}");
     // The sha2 crate picks its backend at run time: natively that can be
     // the CPU's SHA instructions, in WASM it is always the portable code.
     #[cfg(target_arch = "x86_64")]
