@@ -117,7 +117,8 @@ impl Runners {
         let started = Instant::now();
         let deadline = started.checked_add(limits.wall_time);
         let request = run_request(module.hash(), input, limits);
-        let (mut runner, mut answer) = match self.attempt(module, &request, limits, deadline) {
+        let (mut runner, mut answer) = match self.attempt(module, &request, limits, deadline, false)
+        {
             Ok(attempt) => attempt,
             Err(e) => return host_failure(&self.command, &e, started),
         };
@@ -127,7 +128,7 @@ impl Runners {
             // fresh runner before the failure counts.
             let status = runner.kill();
             tracing::debug!(%problem, %status, "an idle runner process had died; starting another");
-            (runner, answer) = match self.attempt(module, &request, limits, deadline) {
+            (runner, answer) = match self.attempt(module, &request, limits, deadline, true) {
                 Ok(attempt) => attempt,
                 Err(e) => return host_failure(&self.command, &e, started),
             };
@@ -158,17 +159,22 @@ impl Runners {
         }
     }
 
-    /// Sends `request` to an idle runner (or a new one), and `module` too
-    /// if the runner does not hold it: the runner and its answer.
-    /// `Err` only when no runner could be started.
+    /// Sends `request` to an idle runner (or a new one; always a new one
+    /// with `fresh`), and `module` too if the runner does not hold it: the
+    /// runner and its answer. `Err` only when no runner could be started.
     fn attempt(
         &self,
         module: &CompiledModule,
         request: &[u8],
         limits: &Limits,
         deadline: Option<Instant>,
+        fresh: bool,
     ) -> io::Result<(Runner, Result<Execution, Ended>)> {
-        let mut runner = self.take()?;
+        let mut runner = if fresh {
+            Runner::start(&self.command, &self.header)?
+        } else {
+            self.take()?
+        };
         let answer_limit = (limits.max_output_bytes as u64)
             .saturating_add(limits.max_stderr_bytes as u64)
             .saturating_add(ANSWER_SLACK);
@@ -640,6 +646,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn child(header: &str, mut stdin: impl BufRead) -> Result<ExitCode, String> {
     let config = parse_header(header)?;
     disable_core_dumps()?;
+    die_with_parent()?;
     let sandbox = crate::Sandbox::new(config).map_err(|e| format!("building the sandbox: {e}"))?;
     let mut modules: HashMap<ModuleHash, Arc<CompiledModule>> = HashMap::new();
     let mut order: VecDeque<ModuleHash> = VecDeque::new();
@@ -771,6 +778,31 @@ fn disable_core_dumps() -> Result<(), String> {
         },
     )
     .map_err(|e| format!("setrlimit(core): {e}"))
+}
+
+/// A runner whose node died (even by `SIGKILL`, mid-job, in an endless
+/// loop no one will ever kill) must not keep burning the machine: the
+/// kernel sends it `SIGKILL` when the node's thread that started it ends.
+/// A runner started from a thread that ends while the node lives on dies
+/// too, which the node survives (see [`Runners::run`]); the node runs jobs
+/// on long-lived pool threads.
+#[cfg(target_os = "linux")]
+fn die_with_parent() -> Result<(), String> {
+    use rustix::process::{Signal, getppid, set_parent_process_death_signal};
+    let parent = getppid();
+    set_parent_process_death_signal(Some(Signal::KILL))
+        .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+    if getppid() != parent {
+        return Err("the node ended while this runner started".into());
+    }
+    Ok(())
+}
+
+/// Elsewhere a runner notices its node's end only when its stdin closes,
+/// i.e. between jobs.
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent() -> Result<(), String> {
+    Ok(())
 }
 
 /// No core-dump limit to set here.

@@ -449,3 +449,113 @@ fn a_batch_killed_midway_resumes_without_losing_or_repeating_verified_work() {
         "{stderr}"
     );
 }
+
+/// `(module (func (export "_start") (loop (br 0))))`, assembled by hand.
+const ENDLESS_LOOP: &[u8] = &[
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+    0x01, 0x04, 0x01, 0x60, 0x00, 0x00, // type section: () -> ()
+    0x03, 0x02, 0x01, 0x00, // function section: one of type 0
+    0x07, 0x0a, 0x01, 0x06, b'_', b's', b't', b'a', b'r', b't', 0x00, 0x00, // export
+    0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop { br 0 }
+];
+
+/// The state letter of process `pid` (`R`, `S`, `Z`, ...), `None` once gone.
+#[cfg(target_os = "linux")]
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// The children of process `pid`.
+#[cfg(target_os = "linux")]
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_node_killed_mid_job_takes_its_runner_process_with_it() {
+    // A wall-time job runs in a runner process the node kills at the
+    // deadline. If the node itself is killed first, the kernel must kill the
+    // runner: otherwise an endless loop would burn the volunteer's CPU
+    // with no one left to stop it.
+    let mut node = NodeProcess::start();
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("loop.wasm");
+    std::fs::write(&module, ENDLESS_LOOP).unwrap();
+    let args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--replicas",
+            "1",
+            "--wall-time",
+            "120s",
+        ],
+        std::slice::from_ref(&node),
+    );
+    let mut submit = Command::new(PEERGRID)
+        .args(&args)
+        .env("PEERGRID_DATA_DIR", work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let node_pid = node.child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The runner: a child of the node that keeps running (the compiler
+    // child of this tiny module is gone within milliseconds).
+    let busy = || -> Vec<u32> {
+        children(node_pid)
+            .into_iter()
+            .filter(|&pid| process_state(pid) == Some('R'))
+            .collect()
+    };
+    let runner = loop {
+        let first = busy();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let still = busy();
+        if let Some(&pid) = first.iter().find(|pid| still.contains(pid)) {
+            break pid;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no runner process appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    node.child.kill().unwrap();
+    node.child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // Gone, or a zombie waiting for init to reap it: no longer running.
+    while matches!(process_state(runner), Some(state) if state != 'Z') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runner {runner} outlived its node: {:?}",
+            process_state(runner)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = submit.kill();
+    let _ = submit.wait();
+}
