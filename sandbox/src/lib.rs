@@ -35,9 +35,22 @@
 //!   jobs), so nothing else is reused across jobs and no state can leak
 //!   from one job into the next.
 //!
-//! # Fuel and epochs
+//! # Stopping a job: [`Metering`]
 //!
-//! Two independent mechanisms stop a job:
+//! [`Config::metering`] decides how a job's run time is bounded, and with it
+//! what the compiled code looks like.
+//!
+//! * [`Metering::Supervised`]: the code carries **no** checks and runs at
+//!   the speed of plain wasmtime in a runner process ([`runner`]) that the
+//!   sandbox kills at [`Limits::wall_time`]; a killed run is
+//!   [`ExecError::Timeout`]. No fuel is counted;
+//!   [`Execution::cpu_time`] is the work done. What nodes run by default.
+//! * [`Metering::Fuel`] (the default of [`Config`]): the code runs in the
+//!   calling thread with both mechanisms below compiled in.
+//! * [`Metering::Unbounded`]: no checks, in the calling thread, no bound:
+//!   the runner process itself.
+//!
+//! Under [`Metering::Fuel`], two independent mechanisms stop a job:
 //!
 //! * **Fuel** ([`Limits::fuel`]) is the deterministic budget. wasmtime
 //!   charges it per executed wasm operator, so every replica runs out at
@@ -64,6 +77,12 @@
 //!   sizes, so it is only reproducible between nodes of the same CPU
 //!   architecture running the same wasmtime version and
 //!   [`Config::max_wasm_stack`].
+//! * Without [`Config::canonicalize_nans`] the bits of a NaN are the
+//!   CPU's: identical between machines of one architecture and wasmtime
+//!   version, not across architectures.
+//!
+//! [`Sandbox::platform`] names all of these; runs on one platform are
+//! bit-identical, and schedulers keep a job's replicas on one.
 //! * Guest `sleep`s (`poll_oneoff` on a clock) return immediately and
 //!   advance virtual time instead.
 //!

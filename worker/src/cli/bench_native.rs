@@ -2,12 +2,14 @@
 //!
 //! Each example job runs on an input that takes roughly 70–200 ms natively:
 //! natively (the job crate's own `run`, the function its `main.rs` calls,
-//! in this process, release build); as WASM in the sandbox as a node
-//! builds it, under each metering ([`peergrid_sandbox::Metering::Fuel`]:
-//! fuel, epoch deadline, in process; [`peergrid_sandbox::Metering::Supervised`]:
-//! uninstrumented code in a runner process killed at the deadline) with
-//! NaN canonicalization, and supervised without it for reference; and in
-//! plain wasmtime (default Cranelift settings, no fuel, no epochs, no NaN
+//! in this process, release build); as WASM in the sandbox with a node's
+//! settings four ways — [`peergrid_sandbox::Metering::Fuel`] (fuel and
+//! epoch checks, in process) with canonical NaNs, the cost of a fuel-budget
+//! job; [`peergrid_sandbox::Metering::Supervised`] (no checks, a runner
+//! process killed at the deadline) with canonical NaNs, what replicas on
+//! mixed architectures would need; supervised with the CPU's NaNs, the
+//! production configuration of a default (wall-time) job — and in plain
+//! wasmtime (default Cranelift settings, no fuel, no epochs, no NaN
 //! canonicalization, WASI preview 1 with stdin and arguments wired and
 //! stdout captured in memory). Modules are compiled before timing; all
 //! ways alternate within each round so that load from other processes

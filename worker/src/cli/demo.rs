@@ -12,7 +12,7 @@ use anyhow::Context;
 use peergrid_proto::{Identity, PeerId};
 use peergrid_worker::fault::Fault;
 use peergrid_worker::{GridNode, LocalGrid, NodeConfig};
-use scheduler_lib::{Job, JobFailure, Limits, Scheduler, SchedulerConfig};
+use scheduler_lib::{Budget, Job, JobFailure, Limits, Scheduler, SchedulerConfig};
 
 use super::args::DemoArgs;
 use super::report;
@@ -179,7 +179,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("== 3. a job that cannot finish: primes below 2 billion on 50 million instructions");
     let job = Job::new(peergrid_jobs::PRIMES.wasm)
         .stdin(b"2000000000".to_vec())
+        // A fuel budget (`--fuel`): deterministic, so the workers agree on
+        // where it ran out. Under the default wall-time budget it would
+        // simply run until its deadline.
         .limits(Limits {
+            budget: Budget::Fuel,
             fuel: 50_000_000,
             ..Limits::default()
         })
