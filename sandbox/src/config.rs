@@ -148,6 +148,11 @@ pub struct Config {
     /// How a job's run time is bounded: see [`Metering`]. Default:
     /// [`Metering::Fuel`].
     pub metering: Metering,
+    /// With [`Metering::Supervised`]: a runner process that has had no job
+    /// for this long exits, giving its memory (5–6 MiB, and its last job's
+    /// pages) back; the next job starts a new one (a few milliseconds).
+    /// Default: 30 s.
+    pub runner_idle_time: Duration,
 }
 
 /// How a [`Sandbox`](crate::Sandbox) bounds a job's run time: part of the
@@ -336,6 +341,7 @@ impl Default for Config {
             artifact_dir_max_bytes: 1 << 30,
             pool: None,
             metering: Metering::Fuel,
+            runner_idle_time: Duration::from_secs(30),
         }
     }
 }

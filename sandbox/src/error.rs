@@ -110,6 +110,9 @@ pub enum SandboxError {
     /// The epoch ticker thread could not be started.
     #[error("failed to start the epoch ticker thread: {0}")]
     Ticker(String),
+    /// The thread that retires idle runner processes could not be started.
+    #[error("failed to start the runner reaper thread: {0}")]
+    Reaper(String),
     /// The [`Config::artifact_dir`](crate::Config::artifact_dir) could not
     /// be created.
     #[error("failed to open the compiled-artifact directory: {0}")]

@@ -16,7 +16,8 @@
 //! [`Runners`] keeps idle runners and hands one to each
 //! [`Sandbox::run`](crate::Sandbox::run) call, starting a new one when none
 //! is idle (so there are never more runners than concurrent runs, i.e. a
-//! node's slots). A runner that was killed or misbehaved is reaped and
+//! node's slots). A runner idle for [`Config::runner_idle_time`] is
+//! stopped by a reaper thread, so an idle node holds no runners. A runner that was killed or misbehaved is reaped and
 //! forgotten; the next run starts a fresh one.
 //!
 //! # Protocol
@@ -50,7 +51,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::module::{CompiledModule, ModuleHash};
@@ -88,13 +89,23 @@ pub(crate) struct Runners {
     command: CompilerCommand,
     /// The header line every runner is started with.
     header: String,
-    idle: Mutex<Vec<Runner>>,
+    idle: Arc<Mutex<Vec<Runner>>>,
+    /// Dropping it stops the reaper thread.
+    _stop_reaper: mpsc::Sender<()>,
 }
 
 impl Runners {
-    /// Runners started from `command` with `config`'s compile settings.
-    pub(crate) fn new(command: CompilerCommand, config: &Config) -> Self {
-        Self {
+    /// Runners started from `command` with `config`'s compile settings,
+    /// and the thread that stops those idle for `config.runner_idle_time`.
+    pub(crate) fn new(command: CompilerCommand, config: &Config) -> io::Result<Self> {
+        let idle = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = mpsc::channel();
+        let lifetime = config.runner_idle_time;
+        let reaped = Arc::downgrade(&idle);
+        std::thread::Builder::new()
+            .name("peergrid-runner-reaper".into())
+            .spawn(move || reap(&reaped, &stopped, lifetime))?;
+        Ok(Self {
             command,
             header: format!(
                 "{MAGIC} deterministic={} canonicalize_nans={} max_wasm_stack={}\n",
@@ -102,8 +113,9 @@ impl Runners {
                 u8::from(config.canonicalize_nans),
                 config.max_wasm_stack
             ),
-            idle: Mutex::new(Vec::new()),
-        }
+            idle,
+            _stop_reaper: stop,
+        })
     }
 
     /// Runs `module` in an idle runner (or a new one), killing it at
@@ -208,7 +220,8 @@ impl Runners {
     }
 
     /// Puts a runner that answered properly back among the idle ones.
-    fn give_back(&self, runner: Runner) {
+    fn give_back(&self, mut runner: Runner) {
+        runner.idle_since = Instant::now();
         self.idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -228,9 +241,30 @@ impl Runners {
 
 impl Drop for Runners {
     fn drop(&mut self) {
-        let idle = std::mem::take(self.idle.get_mut().unwrap_or_else(PoisonError::into_inner));
+        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
         for runner in idle {
             runner.kill();
+        }
+    }
+}
+
+/// The reaper thread: every so often, stops the runners in `idle` that
+/// have waited `lifetime` for a job, until `stop` hangs up.
+fn reap(idle: &Weak<Mutex<Vec<Runner>>>, stop: &mpsc::Receiver<()>, lifetime: Duration) {
+    let every = (lifetime / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        let Some(idle) = idle.upgrade() else { return };
+        let expired: Vec<Runner> = {
+            let mut idle = idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let (expired, kept) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(|r| r.idle_since.elapsed() >= lifetime);
+            *idle = kept;
+            expired
+        };
+        for runner in expired {
+            let status = runner.kill();
+            tracing::debug!(%status, "stopped a runner process that had been idle");
         }
     }
 }
@@ -263,6 +297,8 @@ struct Runner {
     buffer: Vec<u8>,
     /// Whether it ran a job before this one (so it may have died idle).
     reused: bool,
+    /// When it last went idle.
+    idle_since: Instant,
     /// Room for one read from stdout.
     chunk: Vec<u8>,
 }
@@ -292,6 +328,7 @@ impl Runner {
             stdout,
             buffer: Vec::new(),
             reused: false,
+            idle_since: Instant::now(),
             chunk: vec![0; READ_CHUNK],
         })
     }

@@ -92,7 +92,10 @@ impl Sandbox {
                         .into(),
                 ));
             }
-            (Metering::Supervised, Some(command)) => Some(Runners::new(command.clone(), &config)),
+            (Metering::Supervised, Some(command)) => Some(
+                Runners::new(command.clone(), &config)
+                    .map_err(|e| SandboxError::Reaper(e.to_string()))?,
+            ),
             (Metering::Fuel | Metering::Unbounded, _) => None,
         };
         let mut runtimes = Vec::with_capacity(2);

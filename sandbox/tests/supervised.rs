@@ -292,3 +292,37 @@ fn native_nans_are_the_same_in_and_out_of_the_runner() {
         "x86's default NaN for 0/0"
     );
 }
+
+#[test]
+fn idle_runners_are_stopped_after_their_idle_time() {
+    let mut config = Config::default();
+    config.metering = Metering::Supervised;
+    config.compiler = Some(compiler());
+    config.runner_idle_time = Duration::from_millis(200);
+    let sandbox = Sandbox::new(config).expect("sandbox");
+    let trivial = wasm(r#"(module (memory 1) (func (export "_start")))"#);
+    let limits = Limits::default();
+    assert_eq!(
+        run(&sandbox, &trivial, &JobInput::default(), &limits).result,
+        Ok(())
+    );
+    let pid = sandbox.runner_pids()[0];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sandbox.runner_pids().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the idle runner was never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Reaped (killed and waited for), not left as a zombie.
+    #[cfg(target_os = "linux")]
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let _ = pid;
+    // The next job starts a fresh runner.
+    assert_eq!(
+        run(&sandbox, &trivial, &JobInput::default(), &limits).result,
+        Ok(())
+    );
+    assert_eq!(sandbox.runner_pids().len(), 1);
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use peergrid_proto::Identity;
-use peergrid_worker::{LocalGrid, NodeConfig};
+use peergrid_worker::LocalGrid;
 use scheduler_lib::{Job, Limits, Scheduler, SchedulerConfig};
 
 use super::args::{BenchArgs, BenchSection};
@@ -104,11 +104,11 @@ async fn latency(jobs: usize) -> anyhow::Result<()> {
 
     let configs = (0..3)
         .map(|_| {
-            let mut c = NodeConfig::local();
+            let mut c = super::local_node_config()?;
             c.slots = 1;
-            c
+            Ok(c)
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut grid = LocalGrid::start(configs).await?;
     let scheduler = Scheduler::new(
         Identity::generate(),
@@ -182,12 +182,12 @@ async fn latency(jobs: usize) -> anyhow::Result<()> {
     // The same fixed k=3 over plaintext (`--insecure`): what TLS costs.
     let configs = (0..3)
         .map(|_| {
-            let mut c = NodeConfig::local();
+            let mut c = super::local_node_config()?;
             c.slots = 1;
             c.insecure = true;
-            c
+            Ok(c)
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut plain_grid = LocalGrid::start(configs).await?;
     let plain = Scheduler::new(
         Identity::generate(),

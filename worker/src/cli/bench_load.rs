@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use peergrid_proto::Identity;
-use peergrid_worker::{LocalGrid, NodeConfig};
+use peergrid_worker::LocalGrid;
 use scheduler_lib::batch::{Batch, Task};
 use scheduler_lib::{Job, Scheduler, SchedulerConfig};
 
@@ -25,11 +25,11 @@ const SLOTS: usize = 2;
 pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
     let configs = (0..NODES)
         .map(|_| {
-            let mut c = NodeConfig::local();
+            let mut c = super::local_node_config()?;
             c.slots = SLOTS;
-            c
+            Ok(c)
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     let mut grid = LocalGrid::start(configs).await?;
     let new_scheduler = || {
         Scheduler::new(
@@ -157,13 +157,58 @@ impl NodeProcess {
         })
     }
 
-    /// Resident memory now, in bytes (Linux: /proc; `None` elsewhere).
-    fn rss(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
+    /// Resident memory now, in bytes, of the node process and of its
+    /// child processes (runners, a compiler) together (Linux: /proc;
+    /// `None` elsewhere).
+    fn rss(&self) -> Option<Rss> {
+        let node = self.child.id();
+        let mut children = 0;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if parent_of(pid) == Some(node) {
+                children += rss_of(pid).unwrap_or(0);
+            }
+        }
+        Some(Rss {
+            node: rss_of(node)?,
+            children,
+        })
     }
+}
+
+/// Resident memory of a node and of its child processes, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rss {
+    node: u64,
+    children: u64,
+}
+
+impl Rss {
+    /// Node and children together.
+    fn total(self) -> u64 {
+        self.node + self.children
+    }
+}
+
+/// `VmRSS` of process `pid`, in bytes.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The parent of process `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("PPid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Drop for NodeProcess {
@@ -173,9 +218,10 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Row 5: RSS of one `peergrid node` process idle (after start-up settles),
-/// its peak while all its slots run the Mandelbrot sample (sampled every
-/// 10 ms), and idle again after the jobs (what the instance pool keeps).
+/// Row 5: RSS of one `peergrid node` process and of its runner processes
+/// idle (after start-up settles), their peaks while all its slots run the
+/// Mandelbrot sample (sampled every 10 ms), and idle again after the jobs
+/// (what the instance pool and the idle runners keep).
 /// Returns the table as text, or a note where /proc is missing.
 pub async fn memory() -> anyhow::Result<String> {
     let slots = 2;
@@ -202,6 +248,7 @@ pub async fn memory() -> anyhow::Result<String> {
         .submit_batch(Batch::new(template, tasks).in_flight(slots))
         .await?;
     let mut peak = idle;
+    let mut peak_total = idle.total();
     let mut busy_samples = 0usize;
     let mut ticker = tokio::time::interval(Duration::from_millis(10));
     loop {
@@ -212,7 +259,9 @@ pub async fn memory() -> anyhow::Result<String> {
                     busy_samples += 1;
                 }
                 if let Some(rss) = node.rss() {
-                    peak = peak.max(rss);
+                    peak.node = peak.node.max(rss.node);
+                    peak.children = peak.children.max(rss.children);
+                    peak_total = peak_total.max(rss.total());
                 }
             }
         }
@@ -225,18 +274,32 @@ pub async fn memory() -> anyhow::Result<String> {
     // What the node keeps once the jobs are gone (with the instance pool:
     // each used slot's resident remainder, the rest was given back).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = node.rss().unwrap_or(0);
+    let after = node.rss().unwrap_or_default();
+    // Idle runners stop after `runner_idle_time` (30 s).
+    tokio::time::sleep(Duration::from_secs(33)).await;
+    let later = node.rss().unwrap_or_default();
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     Ok(format!(
-        "memory: one `peergrid node` process ({slots} slots, instance pool), RSS from /proc\n\n\
-         | state | RSS MiB |\n|---|---|\n\
-         | idle, 2 s after start | {:.1} |\n\
-         | peak while {slots} slots run {} ({} jobs, {busy_samples} samples) | {:.1} |\n\
-         | idle again, 2 s after the jobs | {:.1} |\n",
-        mib(idle),
+        "memory: one `peergrid node` process ({slots} slots, instance pool) and its runner \
+         processes, RSS from /proc (peaks of each column taken separately)\n\n\
+         | state | node MiB | runners MiB | total MiB |\n|---|---|---|---|\n\
+         | idle, 2 s after start | {:.1} | {:.1} | {:.1} |\n\
+         | peak while {slots} slots run {} ({} jobs, {busy_samples} samples) | {:.1} | {:.1} | {:.1} |\n\
+         | idle again, 2 s after the jobs | {:.1} | {:.1} | {:.1} |\n\
+         | idle, 35 s after the jobs (idle runners stopped) | {:.1} | {:.1} | {:.1} |\n",
+        mib(idle.node),
+        mib(idle.children),
+        mib(idle.total()),
         job.name,
         slots * 8,
-        mib(peak),
-        mib(after)
+        mib(peak.node),
+        mib(peak.children),
+        mib(peak_total),
+        mib(after.node),
+        mib(after.children),
+        mib(after.total()),
+        mib(later.node),
+        mib(later.children),
+        mib(later.total())
     ))
 }

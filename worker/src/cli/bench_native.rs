@@ -357,7 +357,7 @@ pub fn run() -> anyhow::Result<()> {
     println!("{line}");
     // Without hashchain: natively the sha2 crate may use the CPU's SHA
     // instructions, which WASM cannot (see below).
-    let mut line = format!("| geomean without hashchain |{blanks}");
+    let mut line = format!("| geomean of the five standard kernels (without hashchain) |{blanks}");
     for column in &ratios {
         let kept: Vec<f64> = rows
             .iter()

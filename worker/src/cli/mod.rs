@@ -90,6 +90,16 @@ pub fn compiler_command() -> anyhow::Result<peergrid_sandbox::CompilerCommand> {
     ))
 }
 
+/// [`NodeConfig::local`](peergrid_worker::NodeConfig::local) with this
+/// executable as the compiler and runner program, as `peergrid node` runs:
+/// modules compiled in the budgeted child process, wall-time jobs in
+/// supervised runner processes. For the demo and the benchmarks.
+pub fn local_node_config() -> anyhow::Result<peergrid_worker::NodeConfig> {
+    let mut config = peergrid_worker::NodeConfig::local();
+    config.sandbox.compiler = Some(compiler_command()?);
+    Ok(config)
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
