@@ -105,8 +105,7 @@ impl CompiledModule {
         hash: ModuleHash,
         size: usize,
     ) -> Result<Self, String> {
-        let (module, runtime) = load(runtimes, artifact, deserialize_cached)?;
-        Self::link(&runtime.linker, provided, module, hash, size).map_err(|e| e.to_string())
+        Self::from_artifact(runtimes, provided, artifact, hash, size, deserialize_cached)
     }
 
     /// Loads an artifact the runner process's parent sent over its pipe
@@ -119,7 +118,27 @@ impl CompiledModule {
         hash: ModuleHash,
         size: usize,
     ) -> Result<Self, String> {
-        let (module, runtime) = load(runtimes, artifact, deserialize_from_parent)?;
+        Self::from_artifact(
+            runtimes,
+            provided,
+            artifact,
+            hash,
+            size,
+            deserialize_from_parent,
+        )
+    }
+
+    /// Loads `artifact` with `loader` into the first of `runtimes` that
+    /// takes it, and links it.
+    fn from_artifact(
+        runtimes: &[Runtime],
+        provided: &HashSet<(String, String)>,
+        artifact: &[u8],
+        hash: ModuleHash,
+        size: usize,
+        loader: Loader,
+    ) -> Result<Self, String> {
+        let (module, runtime) = load(runtimes, artifact, loader)?;
         Self::link(&runtime.linker, provided, module, hash, size).map_err(|e| e.to_string())
     }
 

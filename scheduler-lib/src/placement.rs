@@ -325,14 +325,17 @@ mod tests {
             c.platform = arm.into();
         }
         cs[0].established = true;
-        let got = choose(
-            &cs,
-            5,
-            &[0; 32],
-            &HashSet::new(),
-            &HashSet::new(),
-            Diversity::Subnet,
-        );
+        let all = |cs: &[Candidate]| {
+            choose(
+                cs,
+                5,
+                &[0; 32],
+                &HashSet::new(),
+                &HashSet::new(),
+                Diversity::Subnet,
+            )
+        };
+        let got = all(&cs);
         assert_eq!(got.len(), 3);
         assert!(got.iter().all(|&i| cs[i].platform == arm), "{got:?}");
 
@@ -342,14 +345,7 @@ mod tests {
         cs[4].platform = "riscv64/wasmtime-48.0.8/nan-native/stack-524288".into();
         cs[3].established = true;
         cs[0].established = false;
-        let got = choose(
-            &cs,
-            5,
-            &[0; 32],
-            &HashSet::new(),
-            &HashSet::new(),
-            Diversity::Subnet,
-        );
+        let got = all(&cs);
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], 3, "the established x86 worker leads");
         assert!(got.iter().all(|&i| cs[i].platform != arm), "{got:?}");
