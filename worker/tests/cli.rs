@@ -559,3 +559,31 @@ fn a_node_killed_mid_job_takes_its_runner_process_with_it() {
     let _ = submit.kill();
     let _ = submit.wait();
 }
+
+#[test]
+fn a_job_that_runs_out_of_wall_time_everywhere_says_what_to_change() {
+    let node = NodeProcess::start();
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("loop.wasm");
+    std::fs::write(&module, ENDLESS_LOOP).unwrap();
+    let args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--replicas",
+            "1",
+            "--wall-time",
+            "300ms",
+        ],
+        std::slice::from_ref(&node),
+    );
+    let out = peergrid(&args, work.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("NO QUORUM"), "{stderr}");
+    assert!(stderr.contains("wall-clock limit"), "{stderr}");
+    assert!(
+        stderr.contains("raise --wall-time, or give the job a fuel budget (--fuel N)"),
+        "{stderr}"
+    );
+}

@@ -93,6 +93,19 @@ pub fn summary(report: &JobReport, name: Namer<'_>) -> String {
             f.error
         );
     }
+    let failures = report.verdict.failures();
+    if matches!(report.verdict, Verdict::NoQuorum { .. })
+        && !failures.is_empty()
+        && failures
+            .iter()
+            .all(|f| f.error == scheduler_lib::WorkerError::WallClockTimeout)
+    {
+        let _ = writeln!(
+            out,
+            "  every worker ran out of wall time, which is never a vote: raise --wall-time, or \
+             give the job a fuel budget (--fuel N) to have running out of it verified"
+        );
+    }
     out
 }
 
