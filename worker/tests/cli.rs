@@ -459,6 +459,29 @@ const ENDLESS_LOOP: &[u8] = &[
     0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b, // loop { br 0 }
 ];
 
+/// A work directory holding [`ENDLESS_LOOP`] and the `peergrid submit`
+/// arguments that run it on `node` alone under a `wall_time` budget.
+fn endless_loop_submission(
+    node: &NodeProcess,
+    wall_time: &str,
+) -> (tempfile::TempDir, Vec<String>) {
+    let work = tempfile::tempdir().unwrap();
+    let module = work.path().join("loop.wasm");
+    std::fs::write(&module, ENDLESS_LOOP).unwrap();
+    let args = submit_args(
+        &[
+            "submit",
+            module.to_str().unwrap(),
+            "--replicas",
+            "1",
+            "--wall-time",
+            wall_time,
+        ],
+        std::slice::from_ref(node),
+    );
+    (work, args)
+}
+
 /// The state letter of process `pid` (`R`, `S`, `Z`, ...), `None` once gone.
 #[cfg(target_os = "linux")]
 fn process_state(pid: u32) -> Option<char> {
@@ -500,20 +523,7 @@ fn a_node_killed_mid_job_takes_its_runner_process_with_it() {
     // runner: otherwise an endless loop would burn the volunteer's CPU
     // with no one left to stop it.
     let mut node = NodeProcess::start();
-    let work = tempfile::tempdir().unwrap();
-    let module = work.path().join("loop.wasm");
-    std::fs::write(&module, ENDLESS_LOOP).unwrap();
-    let args = submit_args(
-        &[
-            "submit",
-            module.to_str().unwrap(),
-            "--replicas",
-            "1",
-            "--wall-time",
-            "120s",
-        ],
-        std::slice::from_ref(&node),
-    );
+    let (work, args) = endless_loop_submission(&node, "120s");
     let mut submit = Command::new(PEERGRID)
         .args(&args)
         .env("PEERGRID_DATA_DIR", work.path())
@@ -563,20 +573,7 @@ fn a_node_killed_mid_job_takes_its_runner_process_with_it() {
 #[test]
 fn a_job_that_runs_out_of_wall_time_everywhere_says_what_to_change() {
     let node = NodeProcess::start();
-    let work = tempfile::tempdir().unwrap();
-    let module = work.path().join("loop.wasm");
-    std::fs::write(&module, ENDLESS_LOOP).unwrap();
-    let args = submit_args(
-        &[
-            "submit",
-            module.to_str().unwrap(),
-            "--replicas",
-            "1",
-            "--wall-time",
-            "300ms",
-        ],
-        std::slice::from_ref(&node),
-    );
+    let (work, args) = endless_loop_submission(&node, "300ms");
     let out = peergrid(&args, work.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
