@@ -244,7 +244,7 @@ impl Default for PoolConfig {
     fn default() -> Self {
         Self {
             instances: 16,
-            memory_keep_resident: 64 * KIB,
+            memory_keep_resident: 1024 * KIB,
             table_keep_resident: 16 * KIB,
         }
     }

@@ -81,6 +81,13 @@ const SPIN: Duration = Duration::from_micros(40);
 /// Whether a thread is looking for an answer without sleeping.
 static SPINNING: AtomicBool = AtomicBool::new(false);
 
+/// Asks left that wait without spinning, because a recent spin found no
+/// answer: on a busy machine the runner needs the CPU a spin would burn.
+static SPIN_SKIP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Asks that skip spinning after a spin that found no answer.
+const SKIP_AFTER_MISS: u32 = 64;
+
 /// Pause before the next look at a runner that is being killed.
 const REAP_POLL: Duration = Duration::from_millis(1);
 
@@ -432,11 +439,17 @@ fn wait_readable(stdout: &ChildStdout, deadline: Option<Instant>) -> io::Result<
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     // Most jobs take microseconds: look without sleeping for a moment
     // first, which saves this thread a wake-up (tens of µs in a VM). One
-    // thread at a time, so that a busy node does not burn the CPU its
-    // runners need.
-    if SPINNING
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_ok()
+    // thread at a time, and not right after a spin in vain, so that a busy
+    // node does not burn the CPU its runners need.
+    // A spin that finds nothing sets [`SPIN_SKIP`]: the next asks sleep
+    // at once, then spinning is tried again.
+    let skip = SPIN_SKIP
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok();
+    if !skip
+        && SPINNING
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     {
         let spin_until = Instant::now() + SPIN;
         let mut ready = false;
@@ -456,6 +469,7 @@ fn wait_readable(stdout: &ChildStdout, deadline: Option<Instant>) -> io::Result<
         if ready {
             return Ok(true);
         }
+        SPIN_SKIP.store(SKIP_AFTER_MISS, Ordering::Relaxed);
     }
     loop {
         let timeout = match deadline {
