@@ -5,13 +5,21 @@
 //! ([`Domain`]) names the kind of message, so a signature made for one kind
 //! can never be accepted as another. [`verify`] checks the signature *before*
 //! anyone decodes the payload.
+//!
+//! [`sign_many`] signs many payloads with one signature over the root of a
+//! Merkle tree ([`crate::merkle`]); each envelope then carries its proof, and
+//! [`verify`] checks either form. The roots it has checked are remembered
+//! (bounded), so the envelopes of one batch after the first cost a few
+//! hashes, not a signature check each.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
+use crate::hash::Sha256Hash;
 use crate::identity::{Identity, PeerId};
+use crate::merkle;
 use crate::pb::SignedEnvelope;
 
 /// The kind of message an envelope holds; its tag is prefixed to the payload
@@ -27,6 +35,10 @@ pub enum Domain {
     /// A Hello challenge signed by the worker that answers it.
     Hello,
 }
+
+/// The prefix of a signature over a Merkle root (see [`sign_many`]). Not a
+/// [`Domain`]: the leaves under the root carry their own domains.
+pub const BATCH_TAG: &[u8] = b"peergrid/batch/v1\0";
 
 impl Domain {
     /// The domain-separation prefix (ends with a NUL so no tag is a prefix of
@@ -56,7 +68,47 @@ pub fn sign(author: &Identity, domain: Domain, payload: Vec<u8>) -> SignedEnvelo
         payload,
         public_key: author.public_key().to_vec(),
         signature: signature.to_vec(),
+        proof: None,
     }
+}
+
+/// Signs every `(domain, payload)` with one signature over the root of their
+/// Merkle tree: the envelopes come back in order, each with its proof. One
+/// payload is signed plainly (no proof), and none gives none.
+pub fn sign_many(author: &Identity, messages: Vec<(Domain, Vec<u8>)>) -> Vec<SignedEnvelope> {
+    if messages.len() <= 1 {
+        return messages
+            .into_iter()
+            .map(|(domain, payload)| sign(author, domain, payload))
+            .collect();
+    }
+    let leaves: Vec<_> = messages
+        .iter()
+        .map(|(domain, payload)| merkle::leaf(*domain, payload))
+        .collect();
+    let Some((root, proofs)) = merkle::build(&leaves) else {
+        return Vec::new();
+    };
+    let signature = author.sign_raw(&batch_message(&root)).to_vec();
+    let public_key = author.public_key().to_vec();
+    messages
+        .into_iter()
+        .zip(proofs)
+        .map(|((_, payload), proof)| SignedEnvelope {
+            payload,
+            public_key: public_key.clone(),
+            signature: signature.clone(),
+            proof: Some(proof),
+        })
+        .collect()
+}
+
+/// What a root signature signs.
+fn batch_message(root: &Sha256Hash) -> Vec<u8> {
+    let mut message = Vec::with_capacity(BATCH_TAG.len() + root.len());
+    message.extend_from_slice(BATCH_TAG);
+    message.extend_from_slice(root);
+    message
 }
 
 /// An envelope whose signature checked out.
@@ -77,15 +129,62 @@ pub fn verify(envelope: &SignedEnvelope, domain: Domain) -> Result<Verified<'_>,
         .try_into()
         .map_err(|_| EnvelopeError::BadPublicKey(envelope.public_key.len()))?;
     let (key, signer) = verifying_key(&key)?;
-    let signature = Signature::from_slice(&envelope.signature)
+    let signature: [u8; 64] = envelope
+        .signature
+        .as_slice()
+        .try_into()
         .map_err(|_| EnvelopeError::BadSignatureLength(envelope.signature.len()))?;
-    key.verify_strict(&domain.message(&envelope.payload), &signature)
-        .map_err(|_| EnvelopeError::BadSignature(domain))?;
+    match &envelope.proof {
+        None => key
+            .verify_strict(&domain.message(&envelope.payload), &signature.into())
+            .map_err(|_| EnvelopeError::BadSignature(domain))?,
+        Some(proof) => {
+            let leaf = merkle::leaf(domain, &envelope.payload);
+            let root = merkle::root(leaf, proof)?;
+            verify_root(&key, &root, &signature)
+                .map_err(|()| EnvelopeError::BadSignature(domain))?;
+        }
+    }
     Ok(Verified {
         signer,
         payload: &envelope.payload,
     })
 }
+
+/// Checks `signature` over the batch `root` by `key`, or finds that it was
+/// checked before.
+fn verify_root(key: &VerifyingKey, root: &Sha256Hash, signature: &[u8; 64]) -> Result<(), ()> {
+    let lock = || {
+        ROOTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let id = (key.to_bytes(), *root);
+    if lock().get(&id) == Some(signature) {
+        return Ok(());
+    }
+    tracing::trace!("checking a batch root's signature");
+    key.verify_strict(&batch_message(root), &Signature::from_bytes(signature))
+        .map_err(|_| ())?;
+    let mut roots = lock();
+    if roots.len() >= ROOT_CACHE_CAPACITY {
+        roots.clear();
+    }
+    roots.insert(id, *signature);
+    Ok(())
+}
+
+/// Batch roots whose signature checked out, by (key, root): the other
+/// envelopes of a batch then cost their proof's hashes only. A hit needs the
+/// very signature that was checked. Bounded like [`KEYS`].
+static ROOTS: std::sync::LazyLock<Mutex<RootCache>> =
+    std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// (Key bytes, root) → the signature that was checked over them.
+type RootCache = HashMap<([u8; 32], Sha256Hash), [u8; 64]>;
+
+/// Most roots [`ROOTS`] holds.
+const ROOT_CACHE_CAPACITY: usize = 4096;
 
 /// Keys recently seen in envelopes, decompressed. Parsing a key (a point
 /// decompression, a square root in the field) is a third of checking a
@@ -137,6 +236,9 @@ pub enum EnvelopeError {
     /// The signature does not verify for this domain and payload.
     #[error("envelope signature does not verify as a {0:?} message")]
     BadSignature(Domain),
+    /// The envelope's Merkle proof is malformed.
+    #[error("envelope {0}")]
+    BadProof(#[from] merkle::ProofError),
 }
 
 #[cfg(test)]
@@ -165,6 +267,80 @@ mod tests {
         }
         let cached = KEYS.lock().map(|k| k.len()).unwrap_or(usize::MAX);
         assert!(cached <= KEY_CACHE_CAPACITY, "{cached} keys cached");
+    }
+
+    #[test]
+    fn one_signature_covers_a_batch_and_each_envelope_verifies_alone() {
+        let id = Identity::generate();
+        let messages: Vec<_> = (0..7u8)
+            .map(|i| {
+                (
+                    if i % 2 == 0 {
+                        Domain::Job
+                    } else {
+                        Domain::Result
+                    },
+                    vec![i; 10],
+                )
+            })
+            .collect();
+        let signed = sign_many(&id, messages.clone());
+        assert_eq!(signed.len(), 7);
+        for ((domain, payload), env) in messages.iter().zip(&signed) {
+            assert!(env.proof.is_some());
+            assert_eq!(env.signature, signed[0].signature, "one signature");
+            let verified = verify(env, *domain).expect("verifies");
+            assert_eq!(
+                (verified.signer, verified.payload),
+                (id.peer_id(), &payload[..])
+            );
+            // Its leaf is bound to its domain, checked or cached.
+            let other = if *domain == Domain::Job {
+                Domain::Result
+            } else {
+                Domain::Job
+            };
+            assert_eq!(
+                verify(env, other).unwrap_err(),
+                EnvelopeError::BadSignature(other)
+            );
+        }
+        // A tampered payload, a proof moved to another envelope, a forged
+        // signature: refused, although the root is in the cache.
+        let mut tampered = signed[2].clone();
+        tampered.payload[0] ^= 1;
+        assert!(verify(&tampered, Domain::Job).is_err());
+        let mut moved = signed[2].clone();
+        moved.proof = signed[4].proof.clone();
+        assert!(verify(&moved, Domain::Job).is_err());
+        let mut forged = signed[2].clone();
+        forged.signature[5] ^= 1;
+        assert!(verify(&forged, Domain::Job).is_err());
+        // Another author's key on the same root and signature.
+        let mut swapped = signed[2].clone();
+        swapped.public_key = Identity::generate().public_key().to_vec();
+        assert!(verify(&swapped, Domain::Job).is_err());
+        // A plain signature stays plain.
+        assert!(
+            sign_many(&id, vec![(Domain::Job, vec![1])])[0]
+                .proof
+                .is_none()
+        );
+        assert!(sign_many(&id, Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_malformed_proof_is_named() {
+        let id = Identity::generate();
+        let mut env =
+            sign_many(&id, vec![(Domain::Job, vec![1]), (Domain::Job, vec![2])]).remove(0);
+        if let Some(proof) = env.proof.as_mut() {
+            proof.siblings[0].truncate(3);
+        }
+        assert_eq!(
+            verify(&env, Domain::Job).unwrap_err(),
+            EnvelopeError::BadProof(merkle::ProofError::BadSibling(3))
+        );
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! - [`envelope`]: signing and verifying [`pb::SignedEnvelope`]s with a
 //!   domain-separation prefix per message kind ([`Domain`]), so that a signed
 //!   job can never be replayed as a signed result.
+//! - [`signer`]: group-commit signing ([`BatchSigner`]): messages ready at
+//!   about the same time share one signature.
+//! - [`merkle`]: the Merkle trees that let one signature cover many
+//!   envelopes ([`envelope::sign_many`]), each still checkable on its own.
 //! - [`tls`]: TLS 1.3 between peers with self-signed certificates made
 //!   from the identity keys, so the TLS peer *is* the peer id
 //!   ([`tls::Transport`]).
@@ -35,7 +39,9 @@
 pub mod envelope;
 pub mod hash;
 pub mod identity;
+pub mod merkle;
 pub mod puzzle;
+pub mod signer;
 pub mod tls;
 
 /// Generated protobuf and gRPC code for `peergrid.v1`.
@@ -54,3 +60,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub use envelope::{Domain, EnvelopeError, Verified};
 pub use hash::{Sha256Hash, sha256};
 pub use identity::{Identity, IdentityError, PeerId};
+pub use signer::BatchSigner;

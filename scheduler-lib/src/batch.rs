@@ -419,7 +419,10 @@ impl Scheduler {
             if !task.args.is_empty() {
                 job.args = task.args;
             }
-            let submission = Submission::new(&job, ttl);
+            let submission = Submission {
+                batched: true,
+                ..Submission::new(&job, ttl)
+            };
             records.push(ledger::new_job_record(&job, &submission, now));
             let label = if task.label.is_empty() {
                 index.to_string()

@@ -1,12 +1,22 @@
-//! A connection to one worker: the four RPCs of `peergrid.v1.Worker`, with
+//! A connection to one worker: the RPCs of `peergrid.v1.Worker`, with
 //! message limits, timeouts and chunked module upload.
+//!
+//! [`WorkerConn::execute`] sends a job alone (`Execute`) when nothing else
+//! is in flight to the worker, for the lowest latency. While jobs are in
+//! flight, new ones queue, and a background task sends whatever has queued
+//! as one `ExecuteBatch` call (at most [`MAX_BATCH_CALLS`] open at once)
+//! whose answers stream back as each job completes: under load, one call
+//! and one signature check carry many jobs.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use peergrid_proto::tls::Transport;
 use peergrid_proto::{Domain, PeerId, Sha256Hash, envelope, pb};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::transport::{Channel, Endpoint};
+use tracing::debug;
 
 use crate::error::WorkerError;
 
@@ -27,6 +37,42 @@ pub struct WorkerConn {
     /// plaintext, `Hello` must still prove it.
     expected: Option<PeerId>,
     client: pb::worker_client::WorkerClient<Channel>,
+    /// Jobs sent and not yet answered, and the queue of the batching task
+    /// (shared by clones of this connection).
+    batching: Arc<Batching>,
+}
+
+/// Most `ExecuteBatch` calls open to one worker at once.
+pub const MAX_BATCH_CALLS: usize = 2;
+
+/// Most jobs in one `ExecuteBatch` call (the worker's limit).
+pub const MAX_BATCH_JOBS: usize = 256;
+
+/// The answer to one job.
+type Answer = Result<pb::ExecuteResponse, tonic::Status>;
+
+/// A job waiting for the batching task, and where its answer goes.
+type Queued = (pb::SignedEnvelope, oneshot::Sender<Answer>);
+
+/// The batching state of one connection.
+#[derive(Debug, Default)]
+struct Batching {
+    /// Jobs sent (alone or batched) and not yet answered.
+    in_flight: AtomicUsize,
+    /// The worker answered `ExecuteBatch` with "unimplemented".
+    unsupported: std::sync::atomic::AtomicBool,
+    /// The queue of the batching task, started on first use; replaced if
+    /// the task has gone.
+    queue: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
+}
+
+/// Counts a job in flight until dropped (also when the caller gives up).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A worker's answer to `Hello`, checked.
@@ -72,6 +118,7 @@ impl WorkerConn {
             tls_peer: connection.peer,
             expected,
             client,
+            batching: Arc::default(),
         })
     }
 
@@ -103,6 +150,7 @@ impl WorkerConn {
             payload: challenge.to_vec(),
             public_key: hello.public_key.clone(),
             signature: hello.challenge_signature.clone(),
+            proof: None,
         };
         let peer = envelope::verify(&proof, Domain::Hello)
             .map_err(|e| {
@@ -162,15 +210,182 @@ impl WorkerConn {
         Ok(())
     }
 
-    /// Sends a signed job envelope.
-    pub async fn execute(
+    /// Sends a signed job envelope: alone when nothing else is in flight
+    /// to this worker, otherwise in the next `ExecuteBatch` call.
+    pub async fn execute(&self, job: pb::SignedEnvelope) -> Answer {
+        let before = self.batching.in_flight.fetch_add(1, Ordering::AcqRel);
+        let _in_flight = InFlight(&self.batching.in_flight);
+        if before == 0 || self.batching.unsupported.load(Ordering::Acquire) {
+            return self.execute_unary(job).await;
+        }
+        let (tx, rx) = oneshot::channel();
+        match self.enqueue((job, tx)) {
+            Ok(()) => rx.await.unwrap_or_else(|_| {
+                Err(tonic::Status::unavailable(
+                    "the batching task stopped before the worker answered",
+                ))
+            }),
+            // No runtime to batch on: alone, then.
+            Err((job, _)) => self.execute_unary(job).await,
+        }
+    }
+
+    /// One `ExecuteBatch` call with `jobs` (at most [`MAX_BATCH_JOBS`]):
+    /// the stream of answers, each naming its job's index, in the order
+    /// the jobs complete. [`WorkerConn::execute`] batches by itself; this
+    /// is for callers that make their own batches.
+    pub async fn execute_batch(
         &self,
-        job: pb::SignedEnvelope,
-    ) -> Result<pb::ExecuteResponse, tonic::Status> {
+        jobs: Vec<pb::SignedEnvelope>,
+    ) -> Result<tonic::Streaming<pb::ExecuteBatchReply>, tonic::Status> {
+        self.client
+            .clone()
+            .execute_batch(pb::ExecuteBatchRequest { jobs })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// One `Execute` call, never batched: a worker with no free slot
+    /// answers "busy" at once instead of letting the job wait.
+    pub async fn execute_unary(&self, job: pb::SignedEnvelope) -> Answer {
         self.client
             .clone()
             .execute(pb::ExecuteRequest { job: Some(job) })
             .await
             .map(tonic::Response::into_inner)
     }
+
+    /// Hands a job to the batching task, starting it if need be.
+    fn enqueue(&self, queued: Queued) -> Result<(), Queued> {
+        let mut queue = self
+            .batching
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let queued = match queue.as_ref() {
+            Some(running) => match running.send(queued) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(queued)) => queued,
+            },
+            None => queued,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(queued);
+        };
+        let (sender, receiver) = mpsc::unbounded_channel();
+        runtime.spawn(batch_calls(
+            self.client.clone(),
+            Arc::clone(&self.batching),
+            receiver,
+        ));
+        let sent = sender.send(queued).map_err(|e| e.0);
+        *queue = Some(sender);
+        sent
+    }
+}
+
+/// The batching task of one connection: sends whatever has queued as one
+/// `ExecuteBatch` call, with at most [`MAX_BATCH_CALLS`] open.
+async fn batch_calls(
+    client: pb::worker_client::WorkerClient<Channel>,
+    batching: Arc<Batching>,
+    mut queue: mpsc::UnboundedReceiver<Queued>,
+) {
+    let calls = Arc::new(Semaphore::new(MAX_BATCH_CALLS));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = Arc::clone(&calls).acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_BATCH_JOBS
+            && let Ok(next) = queue.try_recv()
+        {
+            group.push(next);
+        }
+        // Jobs whose caller gave up while queued are not sent.
+        group.retain(|(_, answer)| !answer.is_closed());
+        if group.is_empty() {
+            continue;
+        }
+        let (client, batching) = (client.clone(), Arc::clone(&batching));
+        tokio::spawn(async move {
+            batch_call(client, batching, group).await;
+            drop(permit);
+        });
+    }
+}
+
+/// One `ExecuteBatch` call: each answer goes to its job's caller as it
+/// streams in. A worker without `ExecuteBatch` gets the jobs one by one.
+async fn batch_call(
+    mut client: pb::worker_client::WorkerClient<Channel>,
+    batching: Arc<Batching>,
+    group: Vec<Queued>,
+) {
+    let (jobs, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    let mut answers: Vec<Option<oneshot::Sender<Answer>>> = answers.into_iter().map(Some).collect();
+    let mut stream = match client.execute_batch(pb::ExecuteBatchRequest { jobs }).await {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == tonic::Code::Unimplemented => {
+            // A worker from before `ExecuteBatch`: these jobs fail with the
+            // status (their callers place them again), later ones go alone.
+            debug!("the worker has no ExecuteBatch; its jobs go one by one from now on");
+            batching.unsupported.store(true, Ordering::Release);
+            for answer in answers.into_iter().flatten() {
+                let _ = answer.send(Err(copy_status(&status)));
+            }
+            return;
+        }
+        Err(status) => {
+            for answer in answers.into_iter().flatten() {
+                let _ = answer.send(Err(copy_status(&status)));
+            }
+            return;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(reply)) => {
+                let Some(answer) = answers.get_mut(reply.index as usize).and_then(Option::take)
+                else {
+                    debug!(
+                        index = reply.index,
+                        "the worker answered a job twice, or one it was not sent"
+                    );
+                    continue;
+                };
+                let _ = answer.send(batch_answer(reply));
+            }
+            Ok(None) => break,
+            Err(status) => {
+                for answer in answers.iter_mut().filter_map(Option::take) {
+                    let _ = answer.send(Err(copy_status(&status)));
+                }
+                return;
+            }
+        }
+    }
+    for answer in answers.into_iter().flatten() {
+        let _ = answer.send(Err(tonic::Status::internal(
+            "the worker ended the batch without answering this job",
+        )));
+    }
+}
+
+/// One job's answer in a batch, as `Execute` would have given it.
+pub fn batch_answer(reply: pb::ExecuteBatchReply) -> Answer {
+    if reply.error_code != 0 {
+        return Err(tonic::Status::new(
+            tonic::Code::from(reply.error_code),
+            reply.error_message,
+        ));
+    }
+    reply
+        .response
+        .ok_or_else(|| tonic::Status::internal("the worker's batch answer is empty"))
+}
+
+/// The same status again, for each of the jobs it ends.
+fn copy_status(status: &tonic::Status) -> tonic::Status {
+    tonic::Status::new(status.code(), status.message())
 }

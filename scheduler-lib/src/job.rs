@@ -107,6 +107,10 @@ pub struct Submission {
     pub expires_at: SystemTime,
     /// SHA-256 of stdin, which result claims repeat.
     pub input_hash: Sha256Hash,
+    /// A task of a batch: its envelopes may wait a moment (at most
+    /// [`peergrid_proto::signer::BATCH_LINGER`]) to share a signature with
+    /// other tasks', trading a millisecond of latency for throughput.
+    pub batched: bool,
 }
 
 impl Submission {
@@ -119,6 +123,7 @@ impl Submission {
             clock_base_unix_ns: u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX),
             expires_at: now + ttl,
             input_hash: sha256(&job.stdin),
+            batched: false,
         }
     }
 
@@ -130,6 +135,14 @@ impl Submission {
         submitter: &Identity,
         worker: PeerId,
     ) -> (pb::SignedEnvelope, [u8; 16]) {
+        let (spec, nonce) = self.spec_for(job, worker);
+        (envelope::sign(submitter, Domain::Job, spec), nonce)
+    }
+
+    /// The encoded `JobSpec` of one replica addressed to `worker`, to be
+    /// signed (alone with [`Submission::envelope_for`], or with others by a
+    /// [`peergrid_proto::BatchSigner`]); returned with its fresh nonce.
+    pub fn spec_for(&self, job: &Job, worker: PeerId) -> (Vec<u8>, [u8; 16]) {
         let nonce: [u8; 16] = rand::random();
         let expires_at_unix_ms = self
             .expires_at
@@ -147,9 +160,6 @@ impl Submission {
             nonce: nonce.to_vec(),
             expires_at_unix_ms,
         };
-        (
-            envelope::sign(submitter, Domain::Job, spec.encode_to_vec()),
-            nonce,
-        )
+        (spec.encode_to_vec(), nonce)
     }
 }

@@ -874,6 +874,7 @@ pub fn resume(
         clock_base_unix_ns: record.clock_base_unix_ns,
         expires_at,
         input_hash: sha256(&record.stdin),
+        batched: false,
     };
     Ok((job, submission))
 }

@@ -109,6 +109,8 @@ impl Default for SchedulerConfig {
 #[derive(Debug)]
 pub struct Scheduler {
     identity: Identity,
+    /// Signs job envelopes; replicas placed together share a signature.
+    signer: peergrid_proto::BatchSigner,
     config: SchedulerConfig,
     /// TLS keyed by `identity` (or plaintext), or why it could not be set up.
     transport: Result<Transport, String>,
@@ -461,6 +463,7 @@ impl Scheduler {
         );
         let transport = Transport::new(&identity, config.insecure).map_err(|e| e.to_string());
         Self {
+            signer: peergrid_proto::BatchSigner::new(identity.clone()),
             identity,
             config,
             transport,
@@ -1104,7 +1107,9 @@ impl Scheduler {
         if let Ok(mut placed) = self.placed.lock() {
             *placed.entry(worker.info.peer).or_default() += 1;
         }
-        let (envelope, nonce) = submission.envelope_for(job, &self.identity, worker.info.peer);
+        let (spec, nonce) = submission.spec_for(job, worker.info.peer);
+        let signer = self.signer.clone();
+        let linger = submission.batched;
         let conn = worker.conn.clone();
         let peer = worker.info.peer;
         let job = Arc::clone(job);
@@ -1133,6 +1138,27 @@ impl Scheduler {
                     }
                 }
                 let started = Instant::now();
+                // Signed here, not when placed: the replicas placed
+                // together (and other jobs' in a batch) share a signature.
+                let signed = if linger {
+                    let wait = peergrid_proto::signer::BATCH_LINGER;
+                    signer
+                        .sign_within(peergrid_proto::Domain::Job, spec, wait)
+                        .await
+                } else {
+                    signer.sign(peergrid_proto::Domain::Job, spec).await
+                };
+                let envelope = match signed {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        return Attempt {
+                            addr: conn.addr().to_string(),
+                            peer,
+                            started,
+                            outcome: Err(WorkerError::Unreachable(format!("not sent: {e}"))),
+                        };
+                    }
+                };
                 let expected = Expected {
                     worker: peer,
                     job_id: &job_id,

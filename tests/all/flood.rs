@@ -105,7 +105,9 @@ async fn a_thousand_concurrent_submissions_from_one_peer_are_shed_while_another_
     let mut flood = tokio::task::JoinSet::new();
     for (i, envelope) in envelopes.into_iter().enumerate() {
         let c = conns[i % conns.len()].clone();
-        flood.spawn(async move { c.execute(envelope).await });
+        // Unary calls: each is shed on arrival (`execute` would batch
+        // them, and a batch's jobs wait for slots instead).
+        flood.spawn(async move { c.execute_unary(envelope).await });
     }
     // Meanwhile another peer's job goes through.
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -5,6 +5,7 @@
 mod batch;
 mod certificates;
 mod embed;
+mod execute_batch;
 mod failover;
 mod flood;
 mod hostile;

@@ -31,6 +31,7 @@ async fn garbage_and_truncated_protobufs_get_a_named_error() {
             payload: vec![7; 200],
             public_key: vec![1; 32],
             signature: vec![2; 64],
+            proof: None,
         }),
     }
     .encode_to_vec();

@@ -87,6 +87,8 @@ pub struct NodeStats {
 #[derive(Debug)]
 pub struct Node {
     identity: Identity,
+    /// Signs result claims; claims that finish together share a signature.
+    signer: peergrid_proto::BatchSigner,
     config: NodeConfig,
     policy: Policy,
     /// Runs [`Budget::WallTime`] jobs: uninstrumented code in supervised
@@ -99,6 +101,10 @@ pub struct Node {
     store: ModuleStore,
     replay: Mutex<ReplayGuard>,
     uploads: Semaphore,
+    /// `ExecuteBatch` calls served at once (see [`Node::max_batches`]).
+    batches: Arc<Semaphore>,
+    /// The most `ExecuteBatch` calls served at once: four per slot.
+    max_batches: usize,
     stats: NodeStats,
     /// The recent jobs and the work per minute, for the status page.
     activity: crate::activity::Activity,
@@ -167,6 +173,9 @@ impl Node {
             },
             replay: Mutex::new(ReplayGuard::new(config.replay_capacity)),
             uploads: Semaphore::new(config.max_concurrent_uploads.max(1)),
+            batches: Arc::new(Semaphore::new(config.slots.max(1) * BATCHES_PER_SLOT)),
+            max_batches: config.slots.max(1) * BATCHES_PER_SLOT,
+            signer: peergrid_proto::BatchSigner::new(identity.clone()),
             identity,
             sandbox,
             fuel_sandbox,
@@ -381,12 +390,76 @@ impl Node {
             || self.store.has(hash)
     }
 
-    /// Runs an admitted job on the pool and signs the claim.
-    async fn execute(
+    /// A job ticket of `submitter` and a free slot. Without `wait_until`
+    /// (or once it has passed) a node at its limit refuses: the submitter's
+    /// share as rate-limited, a full pool as busy.
+    async fn take_slot(
         &self,
-        job: AdmittedJob,
-        slot: crate::pool::Slot,
-    ) -> Result<pb::ExecuteResponse, Status> {
+        submitter: &PeerId,
+        wait_until: Option<tokio::time::Instant>,
+    ) -> Result<(crate::flood::JobTicket, crate::pool::Slot), Status> {
+        use crate::metrics::Reason;
+        loop {
+            // Enabled before trying, so a slot or ticket freed in between
+            // wakes this waiter.
+            let slot_freed = self.pool.freed().notified();
+            let job_ended = self.flood.job_ended().notified();
+            tokio::pin!(slot_freed, job_ended);
+            slot_freed.as_mut().enable();
+            job_ended.as_mut().enable();
+            let waiting = wait_until.filter(|&t| tokio::time::Instant::now() < t);
+            let ticket = match self.flood.start_job(*submitter) {
+                Ok(ticket) => ticket,
+                Err(refusal) => match waiting {
+                    Some(until) => {
+                        let _ = tokio::time::timeout_at(until, job_ended).await;
+                        continue;
+                    }
+                    None => return Err(self.refuse(Reason::RateLimited, self.shed(&refusal))),
+                },
+            };
+            if let Some(slot) = self.pool.try_acquire() {
+                return Ok((ticket, slot));
+            }
+            drop(ticket);
+            match waiting {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until, slot_freed).await;
+                }
+                None => {
+                    return Err(self.refuse(
+                        Reason::Busy,
+                        Status::resource_exhausted(format!(
+                            "all {} job slots are busy",
+                            self.pool.total()
+                        )),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Signs a result claim, sharing the signature with claims that finish
+    /// at about the same time.
+    /// A job of a batch (`linger`) may wait a moment for more claims.
+    async fn sign_claim(
+        &self,
+        claim: &pb::ResultClaim,
+        linger: bool,
+    ) -> Result<pb::SignedEnvelope, Status> {
+        let payload = claim.encode_to_vec();
+        let signed = if linger {
+            let wait = peergrid_proto::signer::BATCH_LINGER;
+            self.signer.sign_within(Domain::Result, payload, wait).await
+        } else {
+            self.signer.sign(Domain::Result, payload).await
+        };
+        signed.map_err(|e| Status::internal(e.to_string()))
+    }
+
+    /// Runs an admitted job on the pool and makes its claim (unsigned:
+    /// see [`Node::seal`]).
+    async fn execute(&self, job: AdmittedJob, slot: crate::pool::Slot) -> Result<Ran, Status> {
         let sandbox = Arc::clone(match job.limits.budget {
             Budget::WallTime => &self.sandbox,
             Budget::Fuel => &self.fuel_sandbox,
@@ -485,25 +558,58 @@ impl Node {
             ms = execution.elapsed.as_millis() as u64,
             "ran job"
         );
-        #[allow(unused_mut)]
-        let mut signer = &self.identity;
-        #[cfg(feature = "fault-injection")]
-        let forged = Identity::generate();
-        #[cfg(feature = "fault-injection")]
-        if self.config.fault == Some(crate::fault::Fault::ForgeSignature) {
-            signer = &forged;
-        }
-        let signed = envelope::sign(signer, Domain::Result, claim.encode_to_vec());
-        #[cfg(feature = "fault-injection")]
-        if self.config.fault == Some(crate::fault::Fault::TamperAfterSigning) {
-            crate::fault::Fault::FlipLastByte.corrupt(&mut execution.stdout);
-        }
-        Ok(pb::ExecuteResponse {
-            reply: Some(pb::execute_response::Reply::Result(signed)),
-            output: execution.stdout,
+        Ok(Ran {
+            claim,
+            stdout: execution.stdout,
             stderr: execution.stderr,
         })
     }
+
+    /// Signs the claim of a job that ran and makes the answer; a job of a
+    /// batch (`linger`) shares its signature with claims that finish
+    /// within a moment of it.
+    async fn seal(&self, ran: Ran, linger: bool) -> Result<pb::ExecuteResponse, Status> {
+        #[allow(unused_mut)]
+        let Ran {
+            claim,
+            mut stdout,
+            stderr,
+        } = ran;
+        #[cfg(feature = "fault-injection")]
+        let signed = if self.config.fault == Some(crate::fault::Fault::ForgeSignature) {
+            envelope::sign(&Identity::generate(), Domain::Result, claim.encode_to_vec())
+        } else {
+            self.sign_claim(&claim, linger).await?
+        };
+        #[cfg(not(feature = "fault-injection"))]
+        let signed = self.sign_claim(&claim, linger).await?;
+        #[cfg(feature = "fault-injection")]
+        if self.config.fault == Some(crate::fault::Fault::TamperAfterSigning) {
+            crate::fault::Fault::FlipLastByte.corrupt(&mut stdout);
+        }
+        Ok(pb::ExecuteResponse {
+            reply: Some(pb::execute_response::Reply::Result(signed)),
+            output: stdout,
+            stderr,
+        })
+    }
+}
+
+/// A job that ran: its claim, not yet signed, and its output.
+#[derive(Debug)]
+struct Ran {
+    claim: pb::ResultClaim,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// What admitting and running one envelope gives.
+#[derive(Debug)]
+enum Answer {
+    /// The reply as it goes out (the worker lacks the module).
+    Ready(pb::ExecuteResponse),
+    /// The job ran; its claim is to be signed.
+    Ran(Ran),
 }
 
 impl Node {
@@ -695,93 +801,214 @@ impl pb::worker_server::Worker for WorkerService {
         &self,
         request: Request<pb::ExecuteRequest>,
     ) -> Result<Response<pb::ExecuteResponse>, Status> {
-        use crate::metrics::Reason;
-        let node = &self.node;
         let ip = request.remote_addr().map(|a| a.ip());
-        // Before the signature is checked: a flood from one address costs
-        // no signature verifications past its bucket.
-        node.flood
-            .execute_from(ip)
-            .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
         let caller = peergrid_proto::tls::caller(&request);
-        let request = request.into_inner();
-        let job = admit(&request, node.peer_id(), &node.policy)
-            .map_err(|r| node.refuse(Reason::from(&r), r.to_status()))?;
-        // Over TLS the connection proves who sends the job: it must be the
-        // peer who signed it, so a captured job cannot be sent by anyone else.
-        if let Some(caller) = caller
-            && caller != job.submitter
-        {
-            return Err(node.refuse(
-                Reason::Signature,
-                Status::permission_denied(format!(
-                    "job signed by peer {} but the connection is authenticated as peer {}",
-                    job.submitter.short(),
-                    caller.short()
-                )),
-            ));
+        match execute_one(&self.node, ip, caller, request.into_inner(), None).await? {
+            Answer::Ready(reply) => Ok(Response::new(reply)),
+            Answer::Ran(ran) => self.node.seal(ran, false).await.map(Response::new),
         }
-        let span = info_span!(
-            "job",
-            id = %hex::encode(&job.job_id[..6]),
-            submitter = %job.submitter.short()
-        );
-        async move {
-            node.config
-                .policy
-                .check_job(&job.submitter, &job.module_hash)
-                .map_err(|e| node.refuse(Reason::Policy, e.to_status()))?;
-            let now = now_ms();
-            let expires = job.spec.expires_at_unix_ms;
-            node.replay
-                .lock()
-                .map_err(|_| Status::internal("replay memory poisoned"))?
-                .check(job.submitter, job.nonce, expires, now)
-                .map_err(|e| {
-                    let refusal = crate::admission::Refusal::from(e);
-                    node.refuse(Reason::from(&refusal), refusal.to_status())
-                })?;
-            // After the replay check, so that replaying a submitter's
-            // captured envelope cannot drain that submitter's bucket.
-            node.flood
-                .execute_by(&job.submitter)
-                .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
-            if !node.has_module(&job.module_hash) {
-                return Ok(Response::new(pb::ExecuteResponse {
-                    reply: Some(pb::execute_response::Reply::MissingModule(
-                        job.module_hash.to_vec(),
-                    )),
-                    ..Default::default()
-                }));
-            }
-            // Held until the job is done: one submitter never holds more
-            // than its share of the slots, so others' jobs keep flowing.
-            let _ticket = node
-                .flood
-                .start_job(job.submitter)
-                .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
-            let slot = node.pool.try_acquire().ok_or_else(|| {
-                node.refuse(
-                    Reason::Busy,
+    }
+
+    type ExecuteBatchStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::ExecuteBatchReply, Status>>;
+
+    async fn execute_batch(
+        &self,
+        request: Request<pb::ExecuteBatchRequest>,
+    ) -> Result<Response<Self::ExecuteBatchStream>, Status> {
+        let ip = request.remote_addr().map(|a| a.ip());
+        let caller = peergrid_proto::tls::caller(&request);
+        let jobs = request.into_inner().jobs;
+        if jobs.len() > MAX_BATCH_JOBS {
+            return Err(Status::invalid_argument(format!(
+                "{} jobs in one ExecuteBatch call, at most {MAX_BATCH_JOBS} allowed",
+                jobs.len()
+            )));
+        }
+        // Held until the batch's last job is answered: a node serves a
+        // bounded number of batches at once, so waiting jobs (and the
+        // requests that carry them) cannot pile up without end.
+        let permit = Arc::clone(&self.node.batches)
+            .try_acquire_owned()
+            .map_err(|_| {
+                self.node.refuse(
+                    crate::metrics::Reason::Busy,
                     Status::resource_exhausted(format!(
-                        "all {} job slots are busy",
-                        node.pool.total()
+                        "busy: {} ExecuteBatch calls in progress, the most this node serves at once",
+                        self.node.max_batches
                     )),
                 )
             })?;
-            node.replay
-                .lock()
-                .map_err(|_| Status::internal("replay memory poisoned"))?
-                .accept(job.submitter, job.nonce, expires, now)
-                .map_err(|e| {
-                    let refusal = crate::admission::Refusal::from(e);
-                    node.refuse(Reason::from(&refusal), refusal.to_status())
-                })?;
-            node.execute(job, slot).await.map(Response::new)
+        let permit = Arc::new(permit);
+        let count = jobs.len();
+        let jobs = Arc::new(Mutex::new(
+            jobs.into_iter()
+                .enumerate()
+                .map(|(i, job)| (i, Some(job)))
+                .collect::<Vec<_>>()
+                .into_iter(),
+        ));
+        let (replies, stream) = tokio::sync::mpsc::channel(count.max(1));
+        // A few lanes, each taking the next job when its last one is done:
+        // a batch never has more jobs waiting for a slot than the node has
+        // slots, however long it is.
+        let lanes = count.min(self.node.pool.total());
+        for _ in 0..lanes {
+            let node = Arc::clone(&self.node);
+            let jobs = Arc::clone(&jobs);
+            let replies = replies.clone();
+            let permit = Arc::clone(&permit);
+            tokio::spawn(async move {
+                let batch_permit = permit;
+                loop {
+                    // The caller hung up: the rest of its batch is not run.
+                    if replies.is_closed() {
+                        return;
+                    }
+                    let next = jobs.lock().ok().and_then(|mut j| j.next());
+                    let Some((index, job)) = next else { return };
+                    let wait_until = tokio::time::Instant::now() + BATCH_SLOT_WAIT;
+                    let request = pb::ExecuteRequest { job };
+                    let answer = execute_one(&node, ip, caller, request, Some(wait_until)).await;
+                    let reply = match answer {
+                        Ok(Answer::Ran(ran)) => {
+                            // Signed (and sent) aside: the lane takes its
+                            // next job while the claim waits to share a
+                            // signature with others.
+                            let (node, replies) = (Arc::clone(&node), replies.clone());
+                            let permit = Arc::clone(&batch_permit);
+                            tokio::spawn(async move {
+                                let _permit = permit;
+                                let sealed = node.seal(ran, true).await;
+                                let _ = replies.send(Ok(batch_reply(index, sealed))).await;
+                            });
+                            continue;
+                        }
+                        Ok(Answer::Ready(reply)) => batch_reply(index, Ok(reply)),
+                        Err(status) => batch_reply(index, Err(status)),
+                    };
+                    if replies.send(Ok(reply)).await.is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        .instrument(span)
-        .await
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            stream,
+        )))
     }
+}
+
+/// One job's entry in an `ExecuteBatch` answer stream.
+fn batch_reply(index: usize, answer: Result<pb::ExecuteResponse, Status>) -> pb::ExecuteBatchReply {
+    let index = u32::try_from(index).unwrap_or(u32::MAX);
+    match answer {
+        Ok(response) => pb::ExecuteBatchReply {
+            index,
+            response: Some(response),
+            ..Default::default()
+        },
+        Err(status) => pb::ExecuteBatchReply {
+            index,
+            response: None,
+            error_code: status.code() as i32,
+            error_message: status.message().to_string(),
+        },
+    }
+}
+
+/// `ExecuteBatch` calls a node serves at once, per job slot.
+const BATCHES_PER_SLOT: usize = 4;
+
+/// Most jobs one `ExecuteBatch` call may carry.
+pub const MAX_BATCH_JOBS: usize = 256;
+
+/// How long a job of a batch waits for a free slot (and for its
+/// submitter's share of the slots) before it is refused as busy.
+const BATCH_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Admits and runs one job envelope, as `Execute` does. With `wait_until`,
+/// a job that finds no free slot, or its submitter at its share, waits for
+/// one until then instead of being refused at once.
+async fn execute_one(
+    node: &Arc<Node>,
+    ip: Option<std::net::IpAddr>,
+    caller: Option<PeerId>,
+    request: pb::ExecuteRequest,
+    wait_until: Option<tokio::time::Instant>,
+) -> Result<Answer, Status> {
+    use crate::metrics::Reason;
+    // Before the signature is checked: a flood from one address costs
+    // no signature verifications past its bucket.
+    node.flood
+        .execute_from(ip)
+        .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+    let job = admit(&request, node.peer_id(), &node.policy)
+        .map_err(|r| node.refuse(Reason::from(&r), r.to_status()))?;
+    // Over TLS the connection proves who sends the job: it must be the
+    // peer who signed it, so a captured job cannot be sent by anyone else.
+    if let Some(caller) = caller
+        && caller != job.submitter
+    {
+        return Err(node.refuse(
+            Reason::Signature,
+            Status::permission_denied(format!(
+                "job signed by peer {} but the connection is authenticated as peer {}",
+                job.submitter.short(),
+                caller.short()
+            )),
+        ));
+    }
+    let span = info_span!(
+        "job",
+        id = %hex::encode(&job.job_id[..6]),
+        submitter = %job.submitter.short()
+    );
+    async move {
+        node.config
+            .policy
+            .check_job(&job.submitter, &job.module_hash)
+            .map_err(|e| node.refuse(Reason::Policy, e.to_status()))?;
+        let now = now_ms();
+        let expires = job.spec.expires_at_unix_ms;
+        node.replay
+            .lock()
+            .map_err(|_| Status::internal("replay memory poisoned"))?
+            .check(job.submitter, job.nonce, expires, now)
+            .map_err(|e| {
+                let refusal = crate::admission::Refusal::from(e);
+                node.refuse(Reason::from(&refusal), refusal.to_status())
+            })?;
+        // After the replay check, so that replaying a submitter's
+        // captured envelope cannot drain that submitter's bucket.
+        node.flood
+            .execute_by(&job.submitter)
+            .map_err(|r| node.refuse(Reason::RateLimited, node.shed(&r)))?;
+        if !node.has_module(&job.module_hash) {
+            return Ok(Answer::Ready(pb::ExecuteResponse {
+                reply: Some(pb::execute_response::Reply::MissingModule(
+                    job.module_hash.to_vec(),
+                )),
+                ..Default::default()
+            }));
+        }
+        // The ticket is held until the job has run: one submitter never
+        // holds more than its share of the slots, so others' jobs keep
+        // flowing.
+        let (_ticket, slot) = node.take_slot(&job.submitter, wait_until).await?;
+        let now = now_ms();
+        node.replay
+            .lock()
+            .map_err(|_| Status::internal("replay memory poisoned"))?
+            .accept(job.submitter, job.nonce, expires, now)
+            .map_err(|e| {
+                let refusal = crate::admission::Refusal::from(e);
+                node.refuse(Reason::from(&refusal), refusal.to_status())
+            })?;
+        node.execute(job, slot).await.map(Answer::Ran)
+    }
+    .instrument(span)
+    .await
 }
 
 impl WorkerService {

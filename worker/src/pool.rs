@@ -4,13 +4,15 @@
 //! Jobs never run on the async runtime's threads (the WASI sync bindings
 //! block, and a long job would starve the gRPC server). Admission is
 //! non-blocking: [`JobPool::try_acquire`] hands out a [`Slot`] or nothing,
-//! so the node sheds load instead of queueing without bound.
+//! so the node sheds load instead of queueing without bound. A caller that
+//! may wait (a job of a batch) waits on [`JobPool::freed`], which is
+//! notified whenever a slot comes free.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 /// Stack size of pool threads: room for wasmtime's guest stack limit plus
 /// the host frames beneath it.
@@ -23,6 +25,7 @@ type Task = Box<dyn FnOnce() + Send>;
 pub struct JobPool {
     tx: Mutex<Option<mpsc::Sender<Task>>>,
     free: Arc<AtomicUsize>,
+    freed: Arc<Notify>,
     total: usize,
 }
 
@@ -30,11 +33,13 @@ pub struct JobPool {
 #[derive(Debug)]
 pub struct Slot {
     free: Arc<AtomicUsize>,
+    freed: Arc<Notify>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.free.fetch_add(1, Ordering::AcqRel);
+        self.freed.notify_waiters();
     }
 }
 
@@ -70,6 +75,7 @@ impl JobPool {
         Ok(Self {
             tx: Mutex::new(Some(tx)),
             free: Arc::new(AtomicUsize::new(slots)),
+            freed: Arc::new(Notify::new()),
             total: slots,
         })
     }
@@ -91,7 +97,15 @@ impl JobPool {
             .ok()
             .map(|_| Slot {
                 free: Arc::clone(&self.free),
+                freed: Arc::clone(&self.freed),
             })
+    }
+
+    /// Notified (all waiters) whenever a slot comes free. Create the
+    /// `Notified` future and `enable` it before [`JobPool::try_acquire`], so
+    /// a slot freed in between is not missed.
+    pub fn freed(&self) -> &Notify {
+        &self.freed
     }
 
     /// Runs `f` on a pool thread; the slot is released when `f` returns.
