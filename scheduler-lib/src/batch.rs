@@ -100,8 +100,10 @@ pub struct Batch {
     pub template: Job,
     /// The inputs, in order.
     pub tasks: Vec<Task>,
-    /// Jobs in flight at once; `None`: enough to fill the workers' free
-    /// slots found when the batch starts (free slots / replicas, at least 1).
+    /// Jobs in flight at once; `None`: a deep pipeline sized from the
+    /// workers' free slots found when the batch starts
+    /// ([`IN_FLIGHT_PER_SLOT`] per free slot / replicas, 1 to
+    /// [`MAX_DEFAULT_IN_FLIGHT`]).
     pub in_flight: Option<usize>,
     /// Where the inputs came from, recorded for people (e.g. a path).
     pub source: String,
@@ -329,6 +331,12 @@ enum Work {
     Resume(Box<pb::JobRecord>),
 }
 
+/// Batch jobs kept in flight per free worker slot by default.
+pub const IN_FLIGHT_PER_SLOT: usize = 32;
+
+/// The most batch jobs kept in flight by default.
+pub const MAX_DEFAULT_IN_FLIGHT: usize = 1024;
+
 /// The first pause when a task finds too few usable workers; it doubles up
 /// to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -544,8 +552,9 @@ impl Scheduler {
         Ok(self.drive(batch_id, items, in_flight))
     }
 
-    /// Jobs to keep in flight: the free slots of the live workers divided
-    /// by the replicas each job takes; an error if there are no workers.
+    /// Jobs to keep in flight: [`IN_FLIGHT_PER_SLOT`] per free slot of the
+    /// live workers, divided by the replicas each job takes, at most
+    /// [`MAX_DEFAULT_IN_FLIGHT`]; an error if there are no workers.
     async fn default_in_flight(&self, replicas: usize) -> Result<usize, SchedulerError> {
         let (live, reasons) = self.survey().await;
         let free: usize = live.iter().map(|w| w.info.hello.free_slots as usize).sum();
@@ -557,7 +566,10 @@ impl Scheduler {
                 reasons,
             });
         }
-        Ok((free / replicas.max(1)).max(1))
+        // Batch jobs wait at the workers for a slot rather than being
+        // refused, so a deep pipeline keeps every slot busy and lets
+        // answers and signatures travel in batches.
+        Ok((free * IN_FLIGHT_PER_SLOT / replicas.max(1)).clamp(1, MAX_DEFAULT_IN_FLIGHT))
     }
 
     /// Runs the items in a task of their own, `in_flight` at a time.

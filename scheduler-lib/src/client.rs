@@ -8,6 +8,7 @@
 //! whose answers stream back as each job completes: under load, one call
 //! and one signature check carry many jobs.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +41,15 @@ pub struct WorkerConn {
     /// Jobs sent and not yet answered, and the queue of the batching task
     /// (shared by clones of this connection).
     batching: Arc<Batching>,
+    /// Module uploads under way through this connection, by hash: jobs
+    /// that find the worker lacking a module at the same time share one
+    /// upload (shared by clones of this connection).
+    uploads: Arc<Mutex<HashMap<Sha256Hash, SharedUpload>>>,
 }
+
+/// One module upload that several jobs may wait for.
+type SharedUpload =
+    futures::future::Shared<futures::future::BoxFuture<'static, Result<(), WorkerError>>>;
 
 /// Most `ExecuteBatch` calls open to one worker at once.
 pub const MAX_BATCH_CALLS: usize = 2;
@@ -119,6 +128,7 @@ impl WorkerConn {
             expected,
             client,
             batching: Arc::default(),
+            uploads: Arc::default(),
         })
     }
 
@@ -208,6 +218,43 @@ impl WorkerConn {
             ));
         }
         Ok(())
+    }
+
+    /// Uploads a module, unless an upload of it through this connection is
+    /// already under way, in which case this waits for that one: jobs
+    /// that all find the worker lacking the module (a batch's first ones)
+    /// send its bytes once, not once each.
+    pub async fn put_module_once(
+        &self,
+        hash: Sha256Hash,
+        module: Arc<[u8]>,
+    ) -> Result<(), WorkerError> {
+        use futures::FutureExt;
+        let upload = {
+            let mut uploads = self
+                .uploads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            uploads
+                .entry(hash)
+                .or_insert_with(|| {
+                    let conn = self.clone();
+                    async move {
+                        let uploaded = conn.put_module(hash, module).await;
+                        // Done: a later miss (the worker evicted it) uploads
+                        // afresh.
+                        conn.uploads
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .remove(&hash);
+                        uploaded
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        upload.await
     }
 
     /// Sends a signed job envelope: alone when nothing else is in flight

@@ -1250,23 +1250,42 @@ async fn attempt(
                         ));
                     }
                     debug!(bytes = job.module().len(), "uploading module");
-                    conn.put_module(job.module_hash(), Arc::clone(job.module()))
-                        .await?;
-                    uploaded = true;
+                    match conn
+                        .put_module_once(job.module_hash(), Arc::clone(job.module()))
+                        .await
+                    {
+                        Ok(()) => uploaded = true,
+                        // Other uploads fill the worker's upload slots.
+                        Err(WorkerError::Refused { code, .. }) if code == "ResourceExhausted" => {
+                            wait_out_busy(&mut backoff, deadline).await?;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 None => return Err(WorkerError::Protocol("empty execute reply".into())),
             },
             Err(status) if status.code() == tonic::Code::ResourceExhausted => {
-                if tokio::time::Instant::now() + backoff >= deadline {
-                    return Err(WorkerError::Busy);
-                }
-                let jitter = rand::random::<f64>() + 0.5;
-                tokio::time::sleep(backoff.mul_f64(jitter)).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                wait_out_busy(&mut backoff, deadline).await?;
             }
             Err(status) => return Err(WorkerError::from_status(&status)),
         }
     }
+}
+
+/// Waits before asking a busy worker again: `backoff` with jitter, then
+/// doubled (at most 500 ms); [`WorkerError::Busy`] if that would pass the
+/// deadline.
+async fn wait_out_busy(
+    backoff: &mut Duration,
+    deadline: tokio::time::Instant,
+) -> Result<(), WorkerError> {
+    if tokio::time::Instant::now() + *backoff >= deadline {
+        return Err(WorkerError::Busy);
+    }
+    let jitter = rand::random::<f64>() + 0.5;
+    tokio::time::sleep(backoff.mul_f64(jitter)).await;
+    *backoff = (*backoff * 2).min(Duration::from_millis(500));
+    Ok(())
 }
 
 fn build_verdict(
