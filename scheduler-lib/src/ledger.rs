@@ -38,6 +38,14 @@
 //! job's stdin and every returned output, so its size is bounded by the job's
 //! input and `replicas × max_output_bytes`.
 //!
+//! The scheduler's own updates (placements, state notes, verdicts) go
+//! through [`Ledger::update_job_shared`]'s group commit instead: changes
+//! queued while a commit is under way share the next transaction and its
+//! fsync, so a batch of thousands of tasks does not wait for one fsync per
+//! task. A verdict is still on disk before the scheduler reports it. Lazy
+//! notes are committed by a background blocking task, which may hold the
+//! file for a few milliseconds after the last `Ledger` handle is dropped.
+//!
 //! A corrupt job record (one that does not decode) never panics: listings
 //! skip it with a `tracing` warning, and a direct lookup returns
 //! [`LedgerError::CorruptJob`].
@@ -196,6 +204,10 @@ pub enum LedgerError {
     /// that is not 32 bytes, a module that does not match its hash).
     #[error("invalid ledger record: {0}")]
     InvalidRecord(String),
+    /// The write transaction this change shared with others (see
+    /// [`Ledger::update_job`]) could not begin or commit.
+    #[error("ledger commit failed: {0}")]
+    GroupCommit(String),
 }
 
 /// redb's per-operation errors all become [`LedgerError::Storage`].
@@ -264,6 +276,8 @@ impl JobSummary {
 pub struct Ledger {
     db: Arc<Database>,
     path: Arc<Path>,
+    /// Job updates that arrive together share a commit.
+    group: crate::group_commit::CommitGroup,
 }
 
 impl fmt::Debug for Ledger {
@@ -302,6 +316,7 @@ impl Ledger {
         let ledger = Self {
             db: Arc::new(db),
             path: Arc::from(path),
+            group: crate::group_commit::CommitGroup::default(),
         };
         let found = ledger.write(|txn| {
             txn.open_table(MODULES)?;
@@ -501,28 +516,68 @@ impl Ledger {
         peers: &[(PeerId, Vec<u8>)],
         f: impl FnOnce(&mut pb::JobRecord) -> R,
     ) -> Result<R, LedgerError> {
-        self.write_with(durability, |txn| {
-            let mut jobs = txn.open_table(JOBS)?;
-            let mut record = {
-                let stored = jobs
-                    .get(job_id)?
-                    .ok_or(LedgerError::UnknownJob { job_id: *job_id })?;
-                decode_job(job_id, stored.value())?
-            };
-            let out = f(&mut record);
-            if record.job_id.as_slice() != job_id.as_slice() {
-                return Err(LedgerError::InvalidRecord(format!(
-                    "an update changed the id of job {}",
-                    hex::encode(job_id)
-                )));
-            }
-            jobs.insert(job_id, record.encode_to_vec().as_slice())?;
-            let mut table = txn.open_table(PEERS)?;
-            for (peer, bytes) in peers {
-                table.insert(peer.as_bytes(), bytes.as_slice())?;
+        self.write_with(durability, |txn| apply_update(txn, job_id, peers, f))
+    }
+
+    /// Like [`Ledger::update_job_and_peers`] (`durable`) or
+    /// [`Ledger::update_job_lazily`], but the change may share its write
+    /// transaction, and its commit, with changes other threads make at the
+    /// same time (one thread commits every change queued meanwhile): what a
+    /// batch's many tasks use, so that they do not wait for one fsync each.
+    /// `f` may run on another thread, hence `Send + 'static`. Blocks until
+    /// the change is committed.
+    pub fn update_job_shared<R: Send + 'static>(
+        &self,
+        durable: bool,
+        job_id: &Sha256Hash,
+        peers: Vec<(PeerId, Vec<u8>)>,
+        f: impl FnOnce(&mut pb::JobRecord) -> R + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        let queued = self.queue_update(durable, job_id, peers, Vec::new(), f);
+        if queued.must_commit {
+            self.commit_queued();
+        }
+        queued.answer.blocking_recv().unwrap_or_else(|_| {
+            Err(LedgerError::GroupCommit(
+                "the commit it was part of was abandoned (a change panicked)".into(),
+            ))
+        })
+    }
+
+    /// Queues a change for [`Ledger::update_job_shared`]'s shared commits
+    /// (with named `state` values, as [`Ledger::put_state`] writes them, in
+    /// the same transaction) without waiting: the caller awaits the answer
+    /// (or drops it), and must run [`Ledger::commit_queued`] on a blocking
+    /// thread if told to.
+    pub(crate) fn queue_update<R: Send + 'static>(
+        &self,
+        durable: bool,
+        job_id: &Sha256Hash,
+        peers: Vec<(PeerId, Vec<u8>)>,
+        state: Vec<(&'static str, Vec<u8>)>,
+        f: impl FnOnce(&mut pb::JobRecord) -> R + Send + 'static,
+    ) -> crate::group_commit::Queued<R> {
+        let job_id = *job_id;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        // `apply_update` checks everything before it writes, so a change
+        // that fails leaves the shared transaction as it found it.
+        self.group.queue(durability, move |txn| {
+            let out = apply_update(txn, &job_id, &peers, f)?;
+            let mut table = txn.open_table(STATE)?;
+            for (name, value) in &state {
+                table.insert(*name, value.as_slice())?;
             }
             Ok(out)
         })
+    }
+
+    /// Commits the queued shared changes (blocks on the disk).
+    pub(crate) fn commit_queued(&self) {
+        self.group.commit_queued(&self.db);
     }
 
     /// The record of one job, or `None` if there is none; a record that does
@@ -700,6 +755,36 @@ pub fn unix_ms(t: SystemTime) -> u64 {
 
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Reads a job's record in `txn`, lets `f` change it, writes it back, and
+/// stores `peers`' reputation records. Checks everything before it writes.
+fn apply_update<R>(
+    txn: &redb::WriteTransaction,
+    job_id: &Sha256Hash,
+    peers: &[(PeerId, Vec<u8>)],
+    f: impl FnOnce(&mut pb::JobRecord) -> R,
+) -> Result<R, LedgerError> {
+    let mut jobs = txn.open_table(JOBS)?;
+    let mut record = {
+        let stored = jobs
+            .get(job_id)?
+            .ok_or(LedgerError::UnknownJob { job_id: *job_id })?;
+        decode_job(job_id, stored.value())?
+    };
+    let out = f(&mut record);
+    if record.job_id.as_slice() != job_id.as_slice() {
+        return Err(LedgerError::InvalidRecord(format!(
+            "an update changed the id of job {}",
+            hex::encode(job_id)
+        )));
+    }
+    jobs.insert(job_id, record.encode_to_vec().as_slice())?;
+    let mut table = txn.open_table(PEERS)?;
+    for (peer, bytes) in peers {
+        table.insert(peer.as_bytes(), bytes.as_slice())?;
+    }
+    Ok(out)
 }
 
 /// The record of a job about to be placed: its definition, state SUBMITTED.
@@ -934,6 +1019,81 @@ mod tests {
             wall_time: Duration::from_millis(5),
             round_trip: Duration::from_millis(9),
             signed_claim: envelope::sign(&worker, Domain::Result, claim.encode_to_vec()),
+        }
+    }
+
+    #[test]
+    fn concurrent_durable_updates_share_commits_and_a_failing_one_fails_alone() {
+        let (_dir, ledger) = temp_ledger();
+        let ids: Vec<Sha256Hash> = (0..32)
+            .map(|_| {
+                let (job, submission) = job_with(b"\0asm", b"in");
+                ledger
+                    .insert_job(&new_job_record(&job, &submission, 1))
+                    .unwrap();
+                submission.job_id
+            })
+            .collect();
+        let before = ledger.group.commits();
+        // The first change holds its transaction open for a moment: the
+        // others arrive meanwhile and must share the next commit.
+        let slow = {
+            let (ledger, id) = (ledger.clone(), ids[0]);
+            std::thread::spawn(move || {
+                ledger.update_job_shared(true, &id, Vec::new(), move |r| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    r.state_reason = format!("noted {}", hex::encode(&id[..4]));
+                })
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        let threads: Vec<_> = ids[1..]
+            .iter()
+            .map(|&id| {
+                let ledger = ledger.clone();
+                std::thread::spawn(move || {
+                    ledger.update_job_shared(true, &id, Vec::new(), move |r| {
+                        r.state_reason = format!("noted {}", hex::encode(&id[..4]));
+                    })
+                })
+            })
+            .collect();
+        let unknown = ledger.update_job_shared(true, &[7; 32], Vec::new(), |r| {
+            r.state_reason = "never".into()
+        });
+        assert!(
+            matches!(unknown, Err(LedgerError::UnknownJob { .. })),
+            "{unknown:?}"
+        );
+        for thread in threads.into_iter().chain([slow]) {
+            thread.join().unwrap().unwrap();
+        }
+        for id in &ids {
+            let record = ledger.job(id).unwrap().unwrap();
+            assert_eq!(
+                record.state_reason,
+                format!("noted {}", hex::encode(&id[..4]))
+            );
+        }
+        let commits = ledger.group.commits() - before;
+        assert!(
+            commits < ids.len() as u64 / 2,
+            "{commits} commits for {} updates",
+            ids.len() + 1
+        );
+        // Durable: a reopened ledger has every change.
+        let path = ledger.path().to_path_buf();
+        drop(ledger);
+        let reopened = Ledger::open(&path).unwrap();
+        for id in &ids {
+            assert!(
+                reopened
+                    .job(id)
+                    .unwrap()
+                    .unwrap()
+                    .state_reason
+                    .starts_with("noted")
+            );
         }
     }
 

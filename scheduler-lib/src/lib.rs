@@ -48,6 +48,7 @@ pub mod batch;
 pub mod certificate;
 pub mod client;
 pub mod error;
+mod group_commit;
 pub mod job;
 pub mod ledger;
 pub mod limits;

@@ -96,13 +96,20 @@ pub fn encoded(
 
 /// Saves the population fault counts.
 pub fn save_fault_counts(ledger: &Ledger, counts: FaultCounts) -> Result<(), LedgerError> {
+    let (name, value) = fault_counts_entry(counts);
+    ledger.put_state(name, &value)
+}
+
+/// The ledger state entry (name, value) that [`save_fault_counts`] writes,
+/// for writing it in a transaction with other changes.
+pub fn fault_counts_entry(counts: FaultCounts) -> (&'static str, Vec<u8>) {
     let record = pb::FaultCountsRecord {
         faults: counts.faults,
         checks: counts.checks,
         established_faults: counts.established_faults,
         established_checks: counts.established_checks,
     };
-    ledger.put_state(FAULT_COUNTS, &record.encode_to_vec())
+    (FAULT_COUNTS, record.encode_to_vec())
 }
 
 #[cfg(test)]

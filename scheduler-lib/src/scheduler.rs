@@ -276,18 +276,12 @@ impl Round<'_> {
         }
         let (job_id, reason) = (self.submission.job_id, self.waiting_for());
         debug!(%reason, "job state");
-        let noted = self
-            .scheduler
-            .in_ledger(move |l| {
-                l.update_job_lazily(&job_id, |r| {
-                    if matches!(r.state(), pb::JobState::Submitted | pb::JobState::Running) {
-                        r.state_reason = reason;
-                    }
-                })
-            })
-            .await;
-        if let Err(e) = noted {
-            warn!(error = %e, "could not note the job's state in the ledger");
+        if let Some(ledger) = &self.scheduler.ledger {
+            note_lazily(ledger, job_id, "the job's state", move |r| {
+                if matches!(r.state(), pb::JobState::Submitted | pb::JobState::Running) {
+                    r.state_reason = reason;
+                }
+            });
         }
     }
 
@@ -974,15 +968,21 @@ impl Scheduler {
             .collect();
         let (job_id, verdict) = (report.job_id, report.verdict.clone());
         let certificate = report.certificate().map(|c| c.encode()).unwrap_or_default();
-        self.in_ledger(move |l| {
-            l.update_job_and_peers(&job_id, &reputations, |r| {
-                r.results.extend(evidence);
-                r.failures.extend(failures);
-                ledger::record_verdict(r, &verdict, certificate, now);
-            })?;
-            reputation_store::save_fault_counts(l, faults)
-        })
-        .await?;
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let state = vec![reputation_store::fault_counts_entry(faults)];
+        let queued = ledger.queue_update(true, &job_id, reputations, state, move |r| {
+            r.results.extend(evidence);
+            r.failures.extend(failures);
+            ledger::record_verdict(r, &verdict, certificate, now);
+        });
+        commit_if_asked(ledger, queued.must_commit);
+        queued
+            .answer
+            .await
+            .map_err(|_| SchedulerError::Ledger("the ledger commit was abandoned".into()))?
+            .map_err(|e| SchedulerError::Ledger(e.to_string()))?;
         Ok(())
     }
 
@@ -1122,20 +1122,14 @@ impl Scheduler {
                 // Record the placement before sending. Lazily: a crash
                 // that loses the note only loses detail, since an unfinished
                 // job is placed afresh when it resumes.
-                if let Some(ledger) = ledger {
+                if let Some(ledger) = &ledger {
                     let placement = ledger::placement_record(peer, conn.addr(), &nonce, now_ms());
-                    let recorded = in_ledger(ledger, move |l| {
-                        l.update_job_lazily(&job_id, |r| {
-                            r.placements.push(placement);
-                            // (The reason is the round's to say: see
-                            // `Round::note_state`.)
-                            r.set_state(pb::JobState::Running);
-                        })
-                    })
-                    .await;
-                    if let Err(e) = recorded {
-                        warn!(error = %e, "could not record a placement in the ledger");
-                    }
+                    note_lazily(ledger, job_id, "a placement", move |r| {
+                        r.placements.push(placement);
+                        // (The reason is the round's to say: see
+                        // `Round::note_state`.)
+                        r.set_state(pb::JobState::Running);
+                    });
                 }
                 let started = Instant::now();
                 // Signed here, not when placed: the replicas placed
@@ -1367,6 +1361,33 @@ fn log_verdict(report: &JobReport) {
 
 fn now_ms() -> u64 {
     ledger::unix_ms(SystemTime::now())
+}
+
+/// Notes a change to a job's record lazily (see
+/// [`Ledger::update_job_lazily`]) in the ledger's shared commits, without
+/// waiting for it; a failure is logged, naming `what`.
+fn note_lazily(
+    ledger: &Ledger,
+    job_id: Sha256Hash,
+    what: &'static str,
+    f: impl FnOnce(&mut pb::JobRecord) + Send + 'static,
+) {
+    let queued = ledger.queue_update(false, &job_id, Vec::new(), Vec::new(), f);
+    commit_if_asked(ledger, queued.must_commit);
+    tokio::spawn(async move {
+        if let Ok(Err(e)) = queued.answer.await {
+            warn!(error = %e, "could not note {what} in the ledger");
+        }
+    });
+}
+
+/// Starts committing the ledger's queued changes on a blocking thread when
+/// a queued change found no commit under way.
+fn commit_if_asked(ledger: &Ledger, must_commit: bool) {
+    if must_commit {
+        let ledger = ledger.clone();
+        tokio::task::spawn_blocking(move || ledger.commit_queued());
+    }
 }
 
 async fn in_ledger<R, F>(ledger: Ledger, op: F) -> Result<R, SchedulerError>

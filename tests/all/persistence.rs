@@ -39,7 +39,7 @@ async fn an_accepted_job_is_in_the_ledger_with_its_evidence() {
     assert!(report.verdict.accepted().is_some());
     drop(sched);
 
-    let ledger = Ledger::open(&path).unwrap();
+    let ledger = peergrid_tests::reopen_ledger(&path).await;
     let record = ledger.job(&report.job_id).unwrap().expect("job recorded");
     assert_eq!(record.state(), pb::JobState::Accepted);
     assert_eq!(record.placements.len(), 3);
@@ -92,7 +92,7 @@ async fn a_job_whose_submitter_died_mid_flight_is_resumed_to_a_verdict() {
     let _ = task.await;
     drop(sched); // releases the ledger file
 
-    let ledger = Ledger::open(&path).unwrap();
+    let ledger = peergrid_tests::reopen_ledger(&path).await;
     let unfinished = ledger.unfinished().unwrap();
     assert_eq!(unfinished.len(), 1, "the interrupted job is not lost");
     assert_eq!(unfinished[0].state(), pb::JobState::Running);

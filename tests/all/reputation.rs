@@ -121,7 +121,7 @@ async fn a_restarted_submitter_remembers_whom_it_trusts_and_whom_it_banned() {
     };
     // Dropped: the ledger file is closed, as after kill -9 (every verdict
     // and reputation change was committed before submit returned).
-    let sched = make(Ledger::open(&path).unwrap());
+    let sched = make(peergrid_tests::reopen_ledger(&path).await);
     assert!(sched.is_banned(&cheater), "the ban survived the restart");
     assert_eq!(sched.reputations(), before, "every record survived");
     let report = sched.submit(&quick_job(99, 3)).await.unwrap();

@@ -116,3 +116,20 @@ pub fn example_job(job: &peergrid_jobs::ExampleJob, k: usize) -> Job {
         .args(job.sample_args.iter().copied())
         .replicas(k)
 }
+
+/// Opens the ledger at `path` that a just-dropped scheduler used: its
+/// background ledger commits (lazy notes) may hold the file for a few more
+/// milliseconds, so a `Locked` answer is retried for up to five seconds.
+pub async fn reopen_ledger(path: &std::path::Path) -> scheduler_lib::Ledger {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match scheduler_lib::Ledger::open(path) {
+            Err(scheduler_lib::ledger::LedgerError::Locked { .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            opened => return opened.expect("reopen the ledger"),
+        }
+    }
+}
