@@ -168,7 +168,6 @@ async fn run(identity: Arc<Identity>, mut queue: mpsc::UnboundedReceiver<Request
                 Ok(None) | Err(_) => break,
             }
         }
-        tracing::trace!(messages = group.len(), "signing a group");
         let (messages, answers): (Vec<_>, Vec<_>) = group
             .into_iter()
             .map(|r| ((r.domain, r.payload), r.answer))

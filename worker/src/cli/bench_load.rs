@@ -20,8 +20,9 @@ const SLOTS: usize = 2;
 
 /// Row 3: verified jobs per second, trivial job, fixed k=3, 4 in-process
 /// nodes: `jobs` submitted one at a time, then as one batch (no ledger,
-/// then with the redb ledger as `peergrid submit --inputs` keeps it).
-/// Returns the table as text.
+/// then with the redb ledger as `peergrid submit --inputs` keeps it, then
+/// at chosen depths), with the signatures each mode made and checked per
+/// job. Returns the table as text.
 pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
     let configs = (0..NODES)
         .map(|_| {
@@ -48,6 +49,12 @@ pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
         scheduler.submit(&trivial(i).replicas(3)).await?;
     }
 
+    // Each mode: its time and the ed25519 signatures made and checked
+    // (by the submitter and the nodes: all in this process).
+    let signatures = peergrid_proto::envelope::signature_counts;
+    let mut rows: Vec<(String, Duration, (u64, u64))> = Vec::new();
+
+    let before = signatures();
     let started = Instant::now();
     for i in 0..jobs {
         let report = scheduler
@@ -58,13 +65,18 @@ pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
             "one-at-a-time job not accepted"
         );
     }
-    let sequential = started.elapsed();
+    rows.push((
+        "one at a time (submit)".into(),
+        started.elapsed(),
+        since(before, signatures()),
+    ));
 
     let batch = |scheduler: Arc<Scheduler>, in_flight: Option<usize>| async move {
         let template = Job::new(peergrid_jobs::HASHCHAIN.wasm)
             .replicas(3)
             .adaptive(false);
         let tasks = (0..jobs).map(|i| Task::new(format!("1 y{i}")));
+        let before = signatures();
         let started = Instant::now();
         let mut batch = Batch::new(template, tasks);
         batch.in_flight = in_flight;
@@ -78,46 +90,56 @@ pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
             "batch: only {} of {jobs} accepted: {p:?}",
             p.accepted
         );
-        anyhow::Ok((elapsed, in_flight))
+        anyhow::Ok((elapsed, since(before, signatures()), in_flight))
     };
-    let (batched, in_flight) = batch(Arc::clone(&scheduler), None).await?;
-    let mut deeper = Vec::new();
-    for n in [4, 8, 16, 32] {
-        deeper.push((n, batch(Arc::clone(&scheduler), Some(n)).await?.0));
-    }
+    let (batched, counts, in_flight) = batch(Arc::clone(&scheduler), None).await?;
+    rows.push((
+        format!("batch (submit_batch, {in_flight} in flight), no ledger"),
+        batched,
+        counts,
+    ));
     let ledger_dir = tempfile::tempdir()?;
     let ledger =
         scheduler_lib::Ledger::open(ledger_dir.path().join(scheduler_lib::ledger::FILE_NAME))?;
     let with_ledger = Arc::new(new_scheduler().with_ledger(ledger)?);
-    let (ledgered, _) = batch(with_ledger, None).await?;
+    let (ledgered, counts, _) = batch(with_ledger, None).await?;
+    rows.push((
+        format!("batch, {in_flight} in flight, with the redb ledger (as `submit --inputs`)"),
+        ledgered,
+        counts,
+    ));
+    for n in [16, 64, 256] {
+        let (elapsed, counts, _) = batch(Arc::clone(&scheduler), Some(n)).await?;
+        rows.push((format!("batch, {n} in flight, no ledger"), elapsed, counts));
+    }
     grid.stop().await;
 
     let rate = |d: Duration| jobs as f64 / d.as_secs_f64();
+    let sequential = rate(rows[0].1);
     let mut out = format!(
         "throughput: {jobs} trivial jobs (hashchain, 1 round), fixed k=3, {NODES} nodes x {SLOTS} \
-         slots in this process, TLS; batch: {in_flight} jobs in flight\n\n\
-         | mode | verified jobs/s | executions/s | vs one at a time |\n|---|---|---|---|\n"
+         slots in this process, TLS; signatures: ed25519 signatures made / checked per verified \
+         job, submitter and nodes together\n\n\
+         | mode | verified jobs/s | executions/s | vs one at a time | signatures made / checked per job |\n\
+         |---|---|---|---|---|\n"
     );
-    let mut rows = vec![
-        ("one at a time (submit)".to_string(), sequential),
-        ("batch (submit_batch), no ledger".to_string(), batched),
-        (
-            "batch, with the redb ledger (as `submit --inputs`)".to_string(),
-            ledgered,
-        ),
-    ];
-    for (n, d) in deeper {
-        rows.push((format!("batch, {n} in flight, no ledger"), d));
-    }
-    for (label, d) in rows {
+    for (label, d, (made, checked)) in rows {
         out.push_str(&format!(
-            "| {label} | {:.0} | {:.0} | {:.2}x |\n",
+            "| {label} | {:.0} | {:.0} | {:.2}x | {:.2} / {:.2} |\n",
             rate(d),
             rate(d) * 3.0,
-            rate(d) / rate(sequential)
+            rate(d) / sequential,
+            made as f64 / jobs as f64,
+            checked as f64 / jobs as f64,
         ));
     }
     Ok(out)
+}
+
+/// Signatures (made, checked) between two readings of
+/// [`peergrid_proto::envelope::signature_counts`].
+fn since(before: (u64, u64), after: (u64, u64)) -> (u64, u64) {
+    (after.0 - before.0, after.1 - before.1)
 }
 
 /// A `peergrid node` child process of this executable, killed on drop.
