@@ -49,6 +49,7 @@ use crate::error::SchedulerError;
 use crate::job::{Job, Submission};
 use crate::ledger;
 use crate::outcome::{JobFailure, outcome_from_fields};
+use crate::pipeline::Depth;
 use crate::scheduler::Scheduler;
 use crate::verdict::{JobReport, Verdict};
 
@@ -100,10 +101,11 @@ pub struct Batch {
     pub template: Job,
     /// The inputs, in order.
     pub tasks: Vec<Task>,
-    /// Jobs in flight at once; `None`: a deep pipeline sized from the
-    /// workers' free slots found when the batch starts
-    /// ([`IN_FLIGHT_PER_SLOT`] per free slot / replicas, 1 to
-    /// [`MAX_DEFAULT_IN_FLIGHT`]).
+    /// Jobs in flight at once; `None`: a pipeline that adapts to how long
+    /// jobs take, from one job per free slot of the workers found when the
+    /// batch starts (divided by the replicas) up to [`IN_FLIGHT_PER_SLOT`]
+    /// per free slot, at most [`MAX_DEFAULT_IN_FLIGHT`] (see
+    /// [`crate::pipeline`]).
     pub in_flight: Option<usize>,
     /// Where the inputs came from, recorded for people (e.g. a path).
     pub source: String,
@@ -291,7 +293,8 @@ pub struct BatchRun {
     pub id: Sha256Hash,
     /// Tasks in the batch.
     pub total: usize,
-    /// Jobs in flight at once.
+    /// The most jobs in flight at once (a default batch starts lower and
+    /// deepens while jobs come back quickly: see [`crate::pipeline`]).
     pub in_flight: usize,
     results: mpsc::Receiver<TaskResult>,
     progress: watch::Receiver<BatchProgress>,
@@ -331,8 +334,9 @@ enum Work {
     Resume(Box<pb::JobRecord>),
 }
 
-/// Batch jobs kept in flight per free worker slot by default.
-pub const IN_FLIGHT_PER_SLOT: usize = 32;
+/// The most batch jobs kept in flight per free worker slot by default
+/// (for jobs that come back quickly).
+pub const IN_FLIGHT_PER_SLOT: usize = 96;
 
 /// The most batch jobs kept in flight by default.
 pub const MAX_DEFAULT_IN_FLIGHT: usize = 1024;
@@ -414,9 +418,9 @@ impl Scheduler {
         if template.module().is_empty() {
             return Err(SchedulerError::InvalidJob("module is empty".into()));
         }
-        let in_flight = match in_flight {
-            Some(n) => n.max(1),
-            None => self.default_in_flight(template.replicas).await?,
+        let depth = match in_flight {
+            Some(n) => Depth::fixed(n),
+            None => self.default_depth(template.replicas).await?,
         };
         let now = ledger::unix_ms(SystemTime::now());
         let ttl = self.envelope_ttl();
@@ -463,10 +467,10 @@ impl Scheduler {
         info!(
             batch = %hex::encode(&batch_id[..6]),
             tasks = items.len(),
-            in_flight,
+            in_flight = depth.ceiling(),
             "batch submitted"
         );
-        Ok(self.drive(batch_id, items, in_flight))
+        Ok(self.drive(batch_id, items, depth))
     }
 
     /// Finishes a batch recorded in the ledger: tasks already decided are
@@ -537,25 +541,27 @@ impl Scheduler {
             .iter()
             .filter(|i| matches!(i.pending, Pending::Run(_)))
             .count();
-        let in_flight = match in_flight {
-            Some(n) => n.max(1),
-            None if to_run == 0 => 1,
-            None => self.default_in_flight(replicas).await?,
+        let depth = match in_flight {
+            Some(n) => Depth::fixed(n),
+            None if to_run == 0 => Depth::fixed(1),
+            None => self.default_depth(replicas).await?,
         };
         info!(
             batch = %hex::encode(&batch_id[..6]),
             tasks = items.len(),
             to_run,
-            in_flight,
+            in_flight = depth.ceiling(),
             "batch resumed"
         );
-        Ok(self.drive(batch_id, items, in_flight))
+        Ok(self.drive(batch_id, items, depth))
     }
 
-    /// Jobs to keep in flight: [`IN_FLIGHT_PER_SLOT`] per free slot of the
-    /// live workers, divided by the replicas each job takes, at most
-    /// [`MAX_DEFAULT_IN_FLIGHT`]; an error if there are no workers.
-    async fn default_in_flight(&self, replicas: usize) -> Result<usize, SchedulerError> {
+    /// The default pipeline: from one job per free slot of the live
+    /// workers (divided by the replicas each job takes) up to
+    /// [`IN_FLIGHT_PER_SLOT`] per free slot, at most
+    /// [`MAX_DEFAULT_IN_FLIGHT`], adapting to how long jobs take
+    /// ([`Depth::adaptive`]); an error if there are no workers.
+    async fn default_depth(&self, replicas: usize) -> Result<Depth, SchedulerError> {
         let (live, reasons) = self.survey().await;
         let free: usize = live.iter().map(|w| w.info.hello.free_slots as usize).sum();
         if live.is_empty() {
@@ -566,15 +572,16 @@ impl Scheduler {
                 reasons,
             });
         }
-        // Batch jobs wait at the workers for a slot rather than being
-        // refused, so a deep pipeline keeps every slot busy and lets
-        // answers and signatures travel in batches.
-        Ok((free * IN_FLIGHT_PER_SLOT / replicas.max(1)).clamp(1, MAX_DEFAULT_IN_FLIGHT))
+        let replicas = replicas.max(1);
+        let floor = (free / replicas).max(1);
+        let ceiling = (free * IN_FLIGHT_PER_SLOT / replicas).clamp(floor, MAX_DEFAULT_IN_FLIGHT);
+        Ok(Depth::adaptive(floor, ceiling))
     }
 
     /// Runs the items in a task of their own, `in_flight` at a time.
-    fn drive(self: &Arc<Self>, id: Sha256Hash, items: Vec<Item>, in_flight: usize) -> BatchRun {
+    fn drive(self: &Arc<Self>, id: Sha256Hash, items: Vec<Item>, mut depth: Depth) -> BatchRun {
         let total = items.len();
+        let in_flight = depth.ceiling();
         let (results_tx, results) = mpsc::channel(in_flight.max(16));
         let (progress_tx, progress) = watch::channel(BatchProgress {
             total,
@@ -590,7 +597,7 @@ impl Scheduler {
                 let mut queue = items.into_iter();
                 let mut running = JoinSet::new();
                 loop {
-                    while running.len() < in_flight {
+                    while running.len() < depth.limit() {
                         let Some(item) = queue.next() else { break };
                         // Each change of progress is one `send_modify`, so
                         // a reader never sees a task counted twice or not
@@ -624,6 +631,7 @@ impl Scheduler {
                             p.queued -= 1;
                             p.in_flight += 1;
                         });
+                        let placed = Instant::now();
                         running.spawn(async move {
                             let outcome = match run.await {
                                 Ok(report) => TaskOutcome::of(report),
@@ -631,19 +639,20 @@ impl Scheduler {
                                     reason: format!("the task's job stopped: {e}"),
                                 },
                             };
-                            TaskResult {
+                            let result = TaskResult {
                                 index,
                                 label,
                                 job_id,
                                 outcome,
                                 from_ledger: false,
-                            }
+                            };
+                            (result, placed.elapsed())
                         });
                     }
                     let Some(joined) = running.join_next().await else {
                         break;
                     };
-                    let Ok(result) = joined else {
+                    let Ok((result, took)) = joined else {
                         // Only a panic in the wrapper above lands here; the
                         // job's own task reports its panic as an outcome.
                         warn!("a batch task ended without a result");
@@ -653,6 +662,7 @@ impl Scheduler {
                         });
                         continue;
                     };
+                    depth.observe(took);
                     progress_tx.send_modify(|p| {
                         p.in_flight -= 1;
                         p.count(&result);

@@ -54,6 +54,7 @@ pub mod ledger;
 pub mod limits;
 pub mod membership;
 pub mod outcome;
+pub mod pipeline;
 pub mod placement;
 pub mod reputation;
 pub mod reputation_store;

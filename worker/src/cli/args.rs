@@ -255,9 +255,10 @@ pub struct SubmitArgs {
     /// input, in the order they finish (default: stdout).
     #[arg(long, value_name = "FILE.jsonl")]
     pub out: Option<PathBuf>,
-    /// Jobs of a batch in flight at once (default: 32 per free slot the
-    /// grid has when the batch starts, divided by the replicas, at most
-    /// 1,024; workers queue a batch's jobs for their slots).
+    /// Jobs of a batch in flight at once (default: adapts to how long jobs
+    /// take, from one per free slot the grid has when the batch starts up
+    /// to 96 per free slot, divided by the replicas, at most 1,024;
+    /// workers queue a batch's jobs for their slots).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..10_000))]
     pub in_flight: Option<u64>,
     /// Workers that run the job (k) while their credibility is unknown; a

@@ -92,7 +92,7 @@ pub fn find_batch(ledger: &Ledger, prefix: &str) -> anyhow::Result<Option<Sha256
 fn announce(run: &BatchRun, what: &str) {
     let id = hex::encode(run.id);
     eprintln!(
-        "batch {id} {what}: {} inputs, {} jobs in flight at a time\n\
+        "batch {id} {what}: {} inputs, up to {} jobs in flight at a time\n\
          (if interrupted, finish it with `peergrid submit --resume {}`)",
         run.total,
         run.in_flight,
