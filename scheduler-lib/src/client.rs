@@ -220,14 +220,19 @@ impl WorkerConn {
         Ok(())
     }
 
-    /// Uploads a module, unless an upload of it through this connection is
-    /// already under way, in which case this waits for that one: jobs
-    /// that all find the worker lacking the module (a batch's first ones)
-    /// send its bytes once, not once each.
+    /// Uploads a module unless it went, or is going, through this
+    /// connection already: jobs that all find the worker lacking the
+    /// module (a batch's first ones, even those whose miss was answered
+    /// while the upload was finishing) send its bytes once, not once each.
+    /// With `again`, an upload that has finished is not trusted (the
+    /// worker missed the module after it: it may have evicted it) and the
+    /// module is sent anew; one under way is still shared. A failed upload
+    /// is always tried again.
     pub async fn put_module_once(
         &self,
         hash: Sha256Hash,
         module: Arc<[u8]>,
+        again: bool,
     ) -> Result<(), WorkerError> {
         use futures::FutureExt;
         let upload = {
@@ -235,22 +240,23 @@ impl WorkerConn {
                 .uploads
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let stale = uploads
+                .get(&hash)
+                .is_some_and(|upload| match upload.peek() {
+                    None => false,
+                    Some(Ok(())) => again,
+                    Some(Err(_)) => true,
+                });
+            if stale {
+                uploads.remove(&hash);
+            }
             uploads
                 .entry(hash)
                 .or_insert_with(|| {
                     let conn = self.clone();
-                    async move {
-                        let uploaded = conn.put_module(hash, module).await;
-                        // Done: a later miss (the worker evicted it) uploads
-                        // afresh.
-                        conn.uploads
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .remove(&hash);
-                        uploaded
-                    }
-                    .boxed()
-                    .shared()
+                    async move { conn.put_module(hash, module).await }
+                        .boxed()
+                        .shared()
                 })
                 .clone()
         };

@@ -1226,7 +1226,11 @@ async fn attempt(
     expected: &Expected<'_>,
     deadline: tokio::time::Instant,
 ) -> Result<VerifiedResult, WorkerError> {
-    let mut uploaded = false;
+    // Module uploads this attempt asked for: the first may be shared with
+    // other jobs' (one upload per connection); after a second miss the
+    // module is sent anew (the worker may have evicted it); a third miss
+    // is the worker's fault.
+    let mut uploads = 0;
     // A full worker frees a slot when any of its jobs ends, which for short
     // jobs is a millisecond away: start small, double, jitter so that
     // replicas waiting on one worker do not retry in step.
@@ -1238,17 +1242,17 @@ async fn attempt(
                     return Ok(verify_result(signed, reply.output, reply.stderr, expected)?);
                 }
                 Some(pb::execute_response::Reply::MissingModule(hash)) => {
-                    if uploaded || hash != job.module_hash() {
+                    if uploads == 2 || hash != job.module_hash() {
                         return Err(WorkerError::Protocol(
                             "worker asked for a module it was already sent, or another one".into(),
                         ));
                     }
                     debug!(bytes = job.module().len(), "uploading module");
                     match conn
-                        .put_module_once(job.module_hash(), Arc::clone(job.module()))
+                        .put_module_once(job.module_hash(), Arc::clone(job.module()), uploads > 0)
                         .await
                     {
-                        Ok(()) => uploaded = true,
+                        Ok(()) => uploads += 1,
                         // Other uploads fill the worker's upload slots.
                         Err(WorkerError::Refused { code, .. }) if code == "ResourceExhausted" => {
                             wait_out_busy(&mut backoff, deadline).await?;

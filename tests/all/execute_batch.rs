@@ -1,7 +1,8 @@
 //! `ExecuteBatch` on the wire: many signed jobs in one call, answers
 //! streamed back as each completes, each a claim that verifies on its own
-//! (Merkle proofs under shared signatures), a bad job failing alone, and
-//! limits that name themselves.
+//! (Merkle proofs under shared signatures), a bad job failing alone,
+//! limits that name themselves, and a batch's many first jobs sharing one
+//! module upload per worker.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -200,4 +201,27 @@ async fn an_oversized_batch_is_refused_by_name_and_a_dropped_stream_harms_nothin
         .jobs_run
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(ran < 30, "the abandoned batch ran on: {ran} jobs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_batch_sends_each_worker_the_module_once() {
+    use scheduler_lib::batch::{Batch, Task};
+    use std::sync::atomic::Ordering;
+    let grid = honest_grid(3).await;
+    let scheduler = std::sync::Arc::new(peergrid_tests::scheduler(&grid));
+    // Every one of the first 60 jobs finds the workers without the module.
+    let tasks = (0..60).map(|i| Task::new(format!("1 deep{i}")));
+    let batch = Batch::new(
+        scheduler_lib::Job::new(peergrid_jobs::HASHCHAIN.wasm).replicas(3),
+        tasks,
+    )
+    .in_flight(60);
+    let mut run = scheduler.submit_batch(batch).await.expect("batch");
+    while run.next().await.is_some() {}
+    assert_eq!(run.progress().accepted, 60, "{:?}", run.progress());
+    for node in &grid.nodes {
+        let stats = node.node.stats();
+        assert_eq!(stats.modules_received.load(Ordering::Relaxed), 1);
+        assert_eq!(stats.modules_refused.load(Ordering::Relaxed), 0);
+    }
 }

@@ -94,7 +94,9 @@ pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
     };
     let (batched, counts, in_flight) = batch(Arc::clone(&scheduler), None).await?;
     rows.push((
-        format!("batch (submit_batch, default depth: adapts up to {in_flight} in flight), no ledger"),
+        format!(
+            "batch (submit_batch, default depth: adapts up to {in_flight} in flight), no ledger"
+        ),
         batched,
         counts,
     ));
@@ -104,7 +106,7 @@ pub async fn throughput(jobs: usize) -> anyhow::Result<String> {
     let with_ledger = Arc::new(new_scheduler().with_ledger(ledger)?);
     let (ledgered, counts, _) = batch(with_ledger, None).await?;
     rows.push((
-        format!("batch, default depth, with the redb ledger (as `submit --inputs`)"),
+        "batch, default depth, with the redb ledger (as `submit --inputs`)".to_string(),
         ledgered,
         counts,
     ));
