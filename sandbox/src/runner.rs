@@ -86,7 +86,7 @@ static SPINNING: AtomicBool = AtomicBool::new(false);
 static SPIN_SKIP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Asks that skip spinning after a spin that found no answer.
-const SKIP_AFTER_MISS: u32 = 64;
+const SKIP_AFTER_MISS: u32 = 8;
 
 /// Pause before the next look at a runner that is being killed.
 const REAP_POLL: Duration = Duration::from_millis(1);
