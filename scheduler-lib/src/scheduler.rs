@@ -120,6 +120,8 @@ pub struct Scheduler {
     discovered: tokio::sync::Mutex<Option<(Instant, Vec<Dialable>)>>,
     /// The last survey, reused for [`SchedulerConfig::survey_ttl`].
     surveyed: Mutex<Option<(Instant, Vec<LiveWorker>)>>,
+    /// Held while a survey runs, so concurrent callers share one.
+    surveying: tokio::sync::Mutex<()>,
     placed: Mutex<HashMap<PeerId, u64>>,
     ledger: Option<Ledger>,
     trust: Mutex<TrustState>,
@@ -464,6 +466,7 @@ impl Scheduler {
             conns: tokio::sync::Mutex::new(HashMap::new()),
             discovered: tokio::sync::Mutex::new(None),
             surveyed: Mutex::new(None),
+            surveying: tokio::sync::Mutex::new(()),
             placed: Mutex::new(HashMap::new()),
             ledger: None,
             trust: Mutex::new(trust),
@@ -654,17 +657,28 @@ impl Scheduler {
     /// A survey younger than [`SchedulerConfig::survey_ttl`] that found
     /// live workers is returned as it was.
     pub async fn survey(&self) -> (Vec<LiveWorker>, Vec<String>) {
-        if let Ok(cached) = self.surveyed.lock()
-            && let Some((at, live)) = &*cached
-            && at.elapsed() < self.config.survey_ttl
-        {
-            return (live.clone(), Vec::new());
+        if let Some(live) = self.fresh_survey() {
+            return (live, Vec::new());
+        }
+        // One survey at a time: jobs that start together (a batch's first
+        // ones) wait for it and share its connections, instead of each
+        // dialling every worker.
+        let _surveying = self.surveying.lock().await;
+        if let Some(live) = self.fresh_survey() {
+            return (live, Vec::new());
         }
         let (live, problems) = self.survey_now().await;
         if let Ok(mut cached) = self.surveyed.lock() {
             *cached = (!live.is_empty()).then(|| (Instant::now(), live.clone()));
         }
         (live, problems)
+    }
+
+    /// The cached survey, if it is younger than `survey_ttl`.
+    fn fresh_survey(&self) -> Option<Vec<LiveWorker>> {
+        let cached = self.surveyed.lock().ok()?;
+        let (at, live) = cached.as_ref()?;
+        (at.elapsed() < self.config.survey_ttl).then(|| live.clone())
     }
 
     /// Drops `peer` from the cached survey (it failed to answer a job).

@@ -14,6 +14,27 @@ use scheduler_lib::client::batch_answer;
 use scheduler_lib::job::Submission;
 use scheduler_lib::result::{Expected, verify_result};
 
+/// One node, a submitter connected to it with `example`'s module uploaded,
+/// and a submission of that job.
+async fn one_worker(
+    example: &peergrid_jobs::ExampleJob,
+) -> (
+    peergrid_worker::LocalGrid,
+    peergrid_proto::PeerId,
+    Identity,
+    scheduler_lib::Job,
+    scheduler_lib::client::WorkerConn,
+    Submission,
+) {
+    let grid = honest_grid(1).await;
+    let worker = grid.nodes[0].peer_id();
+    let submitter = Identity::generate();
+    let job = example_job(example, 1);
+    let conn = uploaded(&grid.nodes[0].addr.to_string(), &submitter, &job).await;
+    let submission = Submission::new(&job, Duration::from_secs(60));
+    (grid, worker, submitter, job, conn, submission)
+}
+
 /// The answers of one `ExecuteBatch` stream, by job index.
 async fn collect(
     mut stream: tonic::Streaming<pb::ExecuteBatchReply>,
@@ -31,11 +52,7 @@ async fn collect(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_call_runs_more_jobs_than_slots_and_every_claim_verifies_alone() {
-    let grid = honest_grid(1).await;
-    let worker = grid.nodes[0].peer_id();
-    let submitter = Identity::generate();
-    let job = example_job(&peergrid_jobs::HASHCHAIN, 1);
-    let conn = uploaded(&grid.nodes[0].addr.to_string(), &submitter, &job).await;
+    let (_grid, worker, submitter, job, conn, _) = one_worker(&peergrid_jobs::HASHCHAIN).await;
 
     // 40 replicas of distinct submissions, all under one signature: far
     // more than the node's slots, so jobs wait for a slot instead of being
@@ -85,12 +102,8 @@ async fn one_call_runs_more_jobs_than_slots_and_every_claim_verifies_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_job_in_a_batch_fails_alone_with_the_reason_execute_gives() {
-    let grid = honest_grid(1).await;
-    let worker = grid.nodes[0].peer_id();
-    let submitter = Identity::generate();
-    let job = example_job(&peergrid_jobs::PRIMES, 1);
-    let conn = uploaded(&grid.nodes[0].addr.to_string(), &submitter, &job).await;
-    let submission = Submission::new(&job, Duration::from_secs(60));
+    let (_grid, worker, submitter, job, conn, submission) =
+        one_worker(&peergrid_jobs::PRIMES).await;
 
     let (good, _) = submission.envelope_for(&job, &submitter, worker);
     let mut tampered = submission.envelope_for(&job, &submitter, worker).0;
@@ -152,12 +165,7 @@ async fn a_bad_job_in_a_batch_fails_alone_with_the_reason_execute_gives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_batch_is_refused_by_name_and_a_dropped_stream_harms_nothing() {
-    let grid = honest_grid(1).await;
-    let worker = grid.nodes[0].peer_id();
-    let submitter = Identity::generate();
-    let job = example_job(&peergrid_jobs::PRIMES, 1);
-    let conn = uploaded(&grid.nodes[0].addr.to_string(), &submitter, &job).await;
-    let submission = Submission::new(&job, Duration::from_secs(60));
+    let (grid, worker, submitter, job, conn, submission) = one_worker(&peergrid_jobs::PRIMES).await;
     let envelopes = |n: usize| -> Vec<pb::SignedEnvelope> {
         let specs = (0..n).map(|_| (Domain::Job, submission.spec_for(&job, worker).0));
         envelope::sign_many(&submitter, specs.collect())

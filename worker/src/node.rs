@@ -390,6 +390,22 @@ impl Node {
             || self.store.has(hash)
     }
 
+    /// Runs one step (check or accept) on the replay memory; a refusal is
+    /// counted and answered with the reason.
+    fn in_replay_memory(
+        &self,
+        step: impl FnOnce(&mut ReplayGuard) -> Result<(), crate::replay::ReplayError>,
+    ) -> Result<(), Status> {
+        let mut memory = self
+            .replay
+            .lock()
+            .map_err(|_| Status::internal("replay memory poisoned"))?;
+        step(&mut memory).map_err(|e| {
+            let refusal = crate::admission::Refusal::from(e);
+            self.refuse(crate::metrics::Reason::from(&refusal), refusal.to_status())
+        })
+    }
+
     /// A job ticket of `submitter` and a free slot. Without `wait_until`
     /// (or once it has passed) a node at its limit refuses: the submitter's
     /// share as rate-limited, a full pool as busy.
@@ -971,14 +987,7 @@ async fn execute_one(
             .map_err(|e| node.refuse(Reason::Policy, e.to_status()))?;
         let now = now_ms();
         let expires = job.spec.expires_at_unix_ms;
-        node.replay
-            .lock()
-            .map_err(|_| Status::internal("replay memory poisoned"))?
-            .check(job.submitter, job.nonce, expires, now)
-            .map_err(|e| {
-                let refusal = crate::admission::Refusal::from(e);
-                node.refuse(Reason::from(&refusal), refusal.to_status())
-            })?;
+        node.in_replay_memory(|r| r.check(job.submitter, job.nonce, expires, now))?;
         // After the replay check, so that replaying a submitter's
         // captured envelope cannot drain that submitter's bucket.
         node.flood
@@ -997,14 +1006,7 @@ async fn execute_one(
         // flowing.
         let (_ticket, slot) = node.take_slot(&job.submitter, wait_until).await?;
         let now = now_ms();
-        node.replay
-            .lock()
-            .map_err(|_| Status::internal("replay memory poisoned"))?
-            .accept(job.submitter, job.nonce, expires, now)
-            .map_err(|e| {
-                let refusal = crate::admission::Refusal::from(e);
-                node.refuse(Reason::from(&refusal), refusal.to_status())
-            })?;
+        node.in_replay_memory(|r| r.accept(job.submitter, job.nonce, expires, now))?;
         node.execute(job, slot).await.map(Answer::Ran)
     }
     .instrument(span)
