@@ -38,8 +38,9 @@ use crate::penalty::{PenaltyBox, PenaltyConfig};
 #[derive(Debug, Clone, PartialEq)]
 pub struct FloodConfig {
     /// `Execute` calls per source IP (IPv6: per /64), before the signature
-    /// is checked. Default: burst 4,000, 2,000 a second (about 6% of one
-    /// core in signature checks). `None`: unlimited.
+    /// is checked; an `ExecuteBatch` call costs one token per distinct
+    /// signature among its envelopes. Default: burst 4,000, 2,000 a second
+    /// (about 6% of one core in signature checks). `None`: unlimited.
     pub execute_per_ip: Option<RateLimit>,
     /// Jobs per submitter (the verified signer of the job), alone or in
     /// batches. Default: burst 20,000, 10,000 a second: a researcher's
@@ -271,12 +272,20 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
 
     /// Takes a token for `key`, or says how long until one is available.
     pub fn check(&self, key: &K) -> Result<(), RetryAfter> {
+        self.check_n(key, NonZeroU32::MIN)
+    }
+
+    /// Takes `n` tokens for `key` at once, or none and says how long until
+    /// they are available (a second, if `n` is more than the burst).
+    pub fn check_n(&self, key: &K, n: NonZeroU32) -> Result<(), RetryAfter> {
         if self.limiter.len() >= self.capacity {
             self.prune();
         }
-        self.limiter
-            .check_key(key)
-            .map_err(|not_until| RetryAfter(not_until.wait_time_from(self.clock.now())))
+        match self.limiter.check_key_n(key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(RetryAfter(not_until.wait_time_from(self.clock.now()))),
+            Err(_) => Err(RetryAfter(Duration::from_secs(1))),
+        }
     }
 
     /// Keys remembered right now (at most the capacity).
@@ -430,9 +439,9 @@ impl<K: Hash + Eq + Clone> Limit<K> {
         })
     }
 
-    fn check(&self, key: &K) -> Result<(), FloodRefusal> {
+    fn check(&self, key: &K, n: NonZeroU32) -> Result<(), FloodRefusal> {
         self.buckets
-            .check(key)
+            .check_n(key, n)
             .map_err(|RetryAfter(retry_after)| FloodRefusal::RateLimited {
                 kind: self.kind,
                 burst: self.limit.burst,
@@ -463,6 +472,17 @@ fn guarded<K: Hash + Eq + Clone>(
     limit: &Option<Limit<K>>,
     key: &K,
 ) -> Result<(), FloodRefusal> {
+    guarded_n(penalties, who, limit, key, NonZeroU32::MIN)
+}
+
+/// [`guarded`] for `n` tokens at once.
+fn guarded_n<K: Hash + Eq + Clone>(
+    penalties: &PenaltyBox<K>,
+    who: &'static str,
+    limit: &Option<Limit<K>>,
+    key: &K,
+    n: NonZeroU32,
+) -> Result<(), FloodRefusal> {
     let Some(limit) = limit else {
         return Ok(());
     };
@@ -470,7 +490,7 @@ fn guarded<K: Hash + Eq + Clone>(
     penalties
         .check(key, now)
         .map_err(|remaining| FloodRefusal::Penalized { who, remaining })?;
-    limit.check(key).inspect_err(|_| {
+    limit.check(key, n).inspect_err(|_| {
         if let Some(sentence) = penalties.strike(key, now) {
             tracing::warn!(
                 who,
@@ -513,6 +533,32 @@ impl FloodControl {
     /// An `Execute` call from `ip` (unknown: not limited per IP).
     pub fn execute_from(&self, ip: Option<IpAddr>) -> Result<(), FloodRefusal> {
         self.check_ip(&self.execute_per_ip, ip)
+    }
+
+    /// An `ExecuteBatch` call from `ip` whose envelopes carry `signatures`
+    /// distinct signatures: the per-IP `Execute` limit is charged what the
+    /// call will cost in signature checks, one token per distinct
+    /// signature (a batch signed under one Merkle root costs one, a batch
+    /// of separately signed envelopes one each).
+    pub fn execute_batch_from(
+        &self,
+        ip: Option<IpAddr>,
+        signatures: usize,
+    ) -> Result<(), FloodRefusal> {
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        let n = u32::try_from(signatures)
+            .ok()
+            .and_then(NonZeroU32::new)
+            .unwrap_or(NonZeroU32::MIN);
+        guarded_n(
+            &self.ip_penalties,
+            "address",
+            &self.execute_per_ip,
+            &ip_key(ip),
+            n,
+        )
     }
 
     fn check_ip(
@@ -766,6 +812,36 @@ mod tests {
             control
                 .execute_from(Some("192.0.2.8".parse().unwrap()))
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_batch_costs_the_per_ip_limit_one_token_per_distinct_signature() {
+        let control = FloodControl::new(
+            &FloodConfig {
+                execute_per_ip: Some(limit(10, 0.001)),
+                ..FloodConfig::default()
+            },
+            2,
+        );
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        // 256 jobs under one Merkle root: one signature, one token.
+        for _ in 0..3 {
+            assert!(control.execute_batch_from(Some(ip), 1).is_ok());
+        }
+        // Separately signed jobs cost one each: 7 fit the 7 tokens left...
+        assert!(control.execute_batch_from(Some(ip), 7).is_ok());
+        // ...and not one more, nor a batch larger than the whole burst.
+        let refused = control.execute_batch_from(Some(ip), 1).unwrap_err();
+        assert_eq!(refused.kind(), LimitKind::ExecutePerIp);
+        assert!(
+            control
+                .execute_batch_from(Some("192.0.2.10".parse().unwrap()), 11)
+                .is_err()
+        );
+        assert!(
+            control.execute_batch_from(None, 1_000).is_ok(),
+            "unknown IPs are not keyed"
         );
     }
 

@@ -856,6 +856,19 @@ impl pb::worker_server::Worker for WorkerService {
                 )
             })?;
         let permit = Arc::new(permit);
+        // The per-IP limit is charged once for the whole call, by what it
+        // costs in signature checks; the jobs are not charged again.
+        let signatures: std::collections::HashSet<(&[u8], &[u8])> = jobs
+            .iter()
+            .map(|j| (j.public_key.as_slice(), j.signature.as_slice()))
+            .collect();
+        self.node
+            .flood
+            .execute_batch_from(ip, signatures.len())
+            .map_err(|r| {
+                self.node
+                    .refuse(crate::metrics::Reason::RateLimited, self.node.shed(&r))
+            })?;
         let count = jobs.len();
         let jobs = Arc::new(Mutex::new(
             jobs.into_iter()
@@ -885,7 +898,8 @@ impl pb::worker_server::Worker for WorkerService {
                     let Some((index, job)) = next else { return };
                     let wait_until = tokio::time::Instant::now() + BATCH_SLOT_WAIT;
                     let request = pb::ExecuteRequest { job };
-                    let answer = execute_one(&node, ip, caller, request, Some(wait_until)).await;
+                    // (No address: the call was charged per IP above.)
+                    let answer = execute_one(&node, None, caller, request, Some(wait_until)).await;
                     let reply = match answer {
                         Ok(Answer::Ran(ran)) => {
                             // Signed (and sent) aside: the lane takes its
