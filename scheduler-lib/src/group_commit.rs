@@ -108,6 +108,19 @@ impl CommitGroup {
         }
     }
 
+    /// The duty to run [`CommitGroup::commit_queued`] that a
+    /// [`Queued::must_commit`] caller holds, as a value to move to a
+    /// blocking thread: if that thread never runs it (its runtime shut
+    /// down first), dropping it gives the duty back, so the next change
+    /// queued commits everything instead of waiting forever.
+    pub(crate) fn turn(&self, db: Arc<Database>) -> CommitTurn {
+        CommitTurn {
+            group: self.clone(),
+            db,
+            done: false,
+        }
+    }
+
     /// Transactions begun so far.
     #[cfg(test)]
     pub(crate) fn commits(&self) -> u64 {
@@ -127,6 +140,29 @@ impl CommitGroup {
             return None;
         }
         Some(std::mem::take(&mut queue.changes))
+    }
+}
+
+/// A duty to commit the queued changes (see [`CommitGroup::turn`]).
+pub(crate) struct CommitTurn {
+    group: CommitGroup,
+    db: Arc<Database>,
+    done: bool,
+}
+
+impl CommitTurn {
+    /// Commits the queued changes (blocks on the disk).
+    pub(crate) fn run(mut self) {
+        self.done = true;
+        self.group.commit_queued(&self.db);
+    }
+}
+
+impl Drop for CommitTurn {
+    fn drop(&mut self) {
+        if !self.done {
+            self.group.lock().committing = false;
+        }
     }
 }
 

@@ -580,6 +580,12 @@ impl Ledger {
         self.group.commit_queued(&self.db);
     }
 
+    /// The duty to commit the queued shared changes, to run on a blocking
+    /// thread; given back if dropped unrun.
+    pub(crate) fn commit_turn(&self) -> crate::group_commit::CommitTurn {
+        self.group.turn(Arc::clone(&self.db))
+    }
+
     /// The record of one job, or `None` if there is none; a record that does
     /// not decode is [`LedgerError::CorruptJob`].
     pub fn job(&self, job_id: &Sha256Hash) -> Result<Option<pb::JobRecord>, LedgerError> {
@@ -1095,6 +1101,34 @@ mod tests {
                     .starts_with("noted")
             );
         }
+    }
+
+    #[test]
+    fn a_commit_turn_dropped_unrun_leaves_nothing_waiting() {
+        let (_dir, ledger) = temp_ledger();
+        let (job, submission) = job_with(b"\0asm", b"in");
+        let id = submission.job_id;
+        ledger
+            .insert_job(&new_job_record(&job, &submission, 1))
+            .unwrap();
+        // As when the runtime that was to commit shuts down first.
+        let queued = ledger.queue_update(false, &id, Vec::new(), Vec::new(), |r| {
+            r.state_reason = "first".into();
+        });
+        assert!(queued.must_commit);
+        drop(ledger.commit_turn());
+        // The next change commits both, in order, instead of waiting.
+        ledger
+            .update_job_shared(true, &id, Vec::new(), |r| {
+                assert_eq!(r.state_reason, "first");
+                r.state_reason.push_str(", second");
+            })
+            .unwrap();
+        assert_eq!(queued.answer.blocking_recv().unwrap().ok(), Some(()));
+        assert_eq!(
+            ledger.job(&id).unwrap().unwrap().state_reason,
+            "first, second"
+        );
     }
 
     #[test]

@@ -1409,8 +1409,10 @@ fn note_lazily(
 /// a queued change found no commit under way.
 fn commit_if_asked(ledger: &Ledger, must_commit: bool) {
     if must_commit {
-        let ledger = ledger.clone();
-        tokio::task::spawn_blocking(move || ledger.commit_queued());
+        // Dropped unrun (the runtime is shutting down), the turn gives the
+        // duty back, so later changes are not left waiting for it.
+        let turn = ledger.commit_turn();
+        tokio::task::spawn_blocking(move || turn.run());
     }
 }
 
