@@ -68,8 +68,10 @@ type Queued = (pb::SignedEnvelope, oneshot::Sender<Answer>);
 struct Batching {
     /// Jobs sent (alone or batched) and not yet answered.
     in_flight: AtomicUsize,
-    /// The worker answered `ExecuteBatch` with "unimplemented".
-    unsupported: std::sync::atomic::AtomicBool,
+    /// The worker answered `ExecuteBatch` with "unimplemented" (shared
+    /// with the batching task, which must not hold this struct: the queue
+    /// closes, and the task ends, when the last connection clone drops it).
+    unsupported: Arc<std::sync::atomic::AtomicBool>,
     /// The queue of the batching task, started on first use; replaced if
     /// the task has gone.
     queue: Mutex<Option<mpsc::UnboundedSender<Queued>>>,
@@ -253,7 +255,14 @@ impl WorkerConn {
             uploads
                 .entry(hash)
                 .or_insert_with(|| {
-                    let conn = self.clone();
+                    // Without this connection's shared maps: an upload
+                    // abandoned unfinished must not keep the map (and the
+                    // connection) alive through itself.
+                    let conn = WorkerConn {
+                        batching: Arc::default(),
+                        uploads: Arc::default(),
+                        ..self.clone()
+                    };
                     async move { conn.put_module(hash, module).await }
                         .boxed()
                         .shared()
@@ -328,7 +337,7 @@ impl WorkerConn {
         let (sender, receiver) = mpsc::unbounded_channel();
         runtime.spawn(batch_calls(
             self.client.clone(),
-            Arc::clone(&self.batching),
+            Arc::clone(&self.batching.unsupported),
             receiver,
         ));
         let sent = sender.send(queued).map_err(|e| e.0);
@@ -341,7 +350,7 @@ impl WorkerConn {
 /// `ExecuteBatch` call, with at most [`MAX_BATCH_CALLS`] open.
 async fn batch_calls(
     client: pb::worker_client::WorkerClient<Channel>,
-    batching: Arc<Batching>,
+    unsupported: Arc<std::sync::atomic::AtomicBool>,
     mut queue: mpsc::UnboundedReceiver<Queued>,
 ) {
     let calls = Arc::new(Semaphore::new(MAX_BATCH_CALLS));
@@ -360,9 +369,9 @@ async fn batch_calls(
         if group.is_empty() {
             continue;
         }
-        let (client, batching) = (client.clone(), Arc::clone(&batching));
+        let (client, unsupported) = (client.clone(), Arc::clone(&unsupported));
         tokio::spawn(async move {
-            batch_call(client, batching, group).await;
+            batch_call(client, &unsupported, group).await;
             drop(permit);
         });
     }
@@ -372,7 +381,7 @@ async fn batch_calls(
 /// streams in. A worker without `ExecuteBatch` gets the jobs one by one.
 async fn batch_call(
     mut client: pb::worker_client::WorkerClient<Channel>,
-    batching: Arc<Batching>,
+    unsupported: &std::sync::atomic::AtomicBool,
     group: Vec<Queued>,
 ) {
     let (jobs, answers): (Vec<_>, Vec<_>) = group.into_iter().unzip();
@@ -383,7 +392,7 @@ async fn batch_call(
             // A worker from before `ExecuteBatch`: these jobs fail with the
             // status (their callers place them again), later ones go alone.
             debug!("the worker has no ExecuteBatch; its jobs go one by one from now on");
-            batching.unsupported.store(true, Ordering::Release);
+            unsupported.store(true, Ordering::Release);
             for answer in answers.into_iter().flatten() {
                 let _ = answer.send(Err(copy_status(&status)));
             }

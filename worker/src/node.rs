@@ -836,10 +836,13 @@ impl pb::worker_server::Worker for WorkerService {
         let caller = peergrid_proto::tls::caller(&request);
         let jobs = request.into_inner().jobs;
         if jobs.len() > MAX_BATCH_JOBS {
-            return Err(Status::invalid_argument(format!(
-                "{} jobs in one ExecuteBatch call, at most {MAX_BATCH_JOBS} allowed",
-                jobs.len()
-            )));
+            return Err(self.node.refuse(
+                crate::metrics::Reason::Malformed,
+                Status::invalid_argument(format!(
+                    "{} jobs in one ExecuteBatch call, at most {MAX_BATCH_JOBS} allowed",
+                    jobs.len()
+                )),
+            ));
         }
         // Held until the batch's last job is answered: a node serves a
         // bounded number of batches at once, so waiting jobs (and the
@@ -870,13 +873,7 @@ impl pb::worker_server::Worker for WorkerService {
                     .refuse(crate::metrics::Reason::RateLimited, self.node.shed(&r))
             })?;
         let count = jobs.len();
-        let jobs = Arc::new(Mutex::new(
-            jobs.into_iter()
-                .enumerate()
-                .map(|(i, job)| (i, Some(job)))
-                .collect::<Vec<_>>()
-                .into_iter(),
-        ));
+        let jobs = Arc::new(Mutex::new(jobs.into_iter().enumerate()));
         let (replies, stream) = tokio::sync::mpsc::channel(count.max(1));
         // A few lanes, each taking the next job when its last one is done:
         // a batch never has more jobs waiting for a slot than the node has
@@ -897,7 +894,7 @@ impl pb::worker_server::Worker for WorkerService {
                     let next = jobs.lock().ok().and_then(|mut j| j.next());
                     let Some((index, job)) = next else { return };
                     let wait_until = tokio::time::Instant::now() + BATCH_SLOT_WAIT;
-                    let request = pb::ExecuteRequest { job };
+                    let request = pb::ExecuteRequest { job: Some(job) };
                     // (No address: the call was charged per IP above.)
                     let answer = execute_one(&node, None, caller, request, Some(wait_until)).await;
                     let reply = match answer {
