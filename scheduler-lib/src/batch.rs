@@ -578,7 +578,8 @@ impl Scheduler {
         Ok(Depth::adaptive(floor, ceiling))
     }
 
-    /// Runs the items in a task of their own, `in_flight` at a time.
+    /// Runs the items in a task of their own, as many at a time as `depth`
+    /// allows.
     fn drive(self: &Arc<Self>, id: Sha256Hash, items: Vec<Item>, mut depth: Depth) -> BatchRun {
         let total = items.len();
         let in_flight = depth.ceiling();

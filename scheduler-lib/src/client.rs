@@ -54,7 +54,8 @@ type SharedUpload =
 /// Most `ExecuteBatch` calls open to one worker at once.
 pub const MAX_BATCH_CALLS: usize = 2;
 
-/// Most jobs in one `ExecuteBatch` call (the worker's limit).
+/// Most jobs in one `ExecuteBatch` call: what a worker accepts, and what
+/// this client sends.
 pub const MAX_BATCH_JOBS: usize = 256;
 
 /// The answer to one job.

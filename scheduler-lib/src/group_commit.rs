@@ -52,14 +52,20 @@ impl std::fmt::Debug for CommitGroup {
     }
 }
 
-/// Clears the committing flag even if a change panics, so that the next
-/// caller to queue starts a commit.
+/// Clears the committing flag if a change panics, so that the next caller
+/// to queue starts a commit. Only then: on a normal end the flag was
+/// cleared under the lock when the queue was found empty, and another
+/// caller may already have taken the duty since; clearing it again would
+/// let two commits run at once and apply later changes before earlier
+/// ones.
 struct Committing<'a>(&'a Mutex<Queue>);
 
 impl Drop for Committing<'_> {
     fn drop(&mut self) {
-        let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        queue.committing = false;
+        if std::thread::panicking() {
+            let mut queue = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.committing = false;
+        }
     }
 }
 

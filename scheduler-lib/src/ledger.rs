@@ -535,9 +535,11 @@ impl Ledger {
     ) -> Result<R, LedgerError> {
         let queued = self.queue_update(durable, job_id, peers, Vec::new(), f);
         if queued.must_commit {
-            self.commit_queued();
+            self.commit_turn().run();
         }
-        queued.answer.blocking_recv().unwrap_or_else(|_| {
+        // (Not `blocking_recv`: that panics when called from async code,
+        // where this merely blocks, as `update_job` does.)
+        futures::executor::block_on(queued.answer).unwrap_or_else(|_| {
             Err(LedgerError::GroupCommit(
                 "the commit it was part of was abandoned (a change panicked)".into(),
             ))
@@ -547,7 +549,7 @@ impl Ledger {
     /// Queues a change for [`Ledger::update_job_shared`]'s shared commits
     /// (with named `state` values, as [`Ledger::put_state`] writes them, in
     /// the same transaction) without waiting: the caller awaits the answer
-    /// (or drops it), and must run [`Ledger::commit_queued`] on a blocking
+    /// (or drops it), and must run [`Ledger::commit_turn`] on a blocking
     /// thread if told to.
     pub(crate) fn queue_update<R: Send + 'static>(
         &self,
@@ -573,11 +575,6 @@ impl Ledger {
             }
             Ok(out)
         })
-    }
-
-    /// Commits the queued shared changes (blocks on the disk).
-    pub(crate) fn commit_queued(&self) {
-        self.group.commit_queued(&self.db);
     }
 
     /// The duty to commit the queued shared changes, to run on a blocking

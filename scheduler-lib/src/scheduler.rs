@@ -969,9 +969,9 @@ impl Scheduler {
         evidence: Vec<pb::ResultRecord>,
         peers: HashSet<PeerId>,
     ) -> Result<(), SchedulerError> {
-        if self.ledger.is_none() {
+        let Some(ledger) = &self.ledger else {
             return Ok(());
-        }
+        };
         let (reputations, faults) = {
             let trust = self.lock_trust();
             (
@@ -988,9 +988,6 @@ impl Scheduler {
             .collect();
         let (job_id, verdict) = (report.job_id, report.verdict.clone());
         let certificate = report.certificate().map(|c| c.encode()).unwrap_or_default();
-        let Some(ledger) = &self.ledger else {
-            return Ok(());
-        };
         let state = vec![reputation_store::fault_counts_entry(faults)];
         let queued = ledger.queue_update(true, &job_id, reputations, state, move |r| {
             r.results.extend(evidence);

@@ -545,20 +545,11 @@ impl FloodControl {
         ip: Option<IpAddr>,
         signatures: usize,
     ) -> Result<(), FloodRefusal> {
-        let Some(ip) = ip else {
-            return Ok(());
-        };
         let n = u32::try_from(signatures)
             .ok()
             .and_then(NonZeroU32::new)
             .unwrap_or(NonZeroU32::MIN);
-        guarded_n(
-            &self.ip_penalties,
-            "address",
-            &self.execute_per_ip,
-            &ip_key(ip),
-            n,
-        )
+        self.check_ip_n(&self.execute_per_ip, ip, n)
     }
 
     fn check_ip(
@@ -566,8 +557,18 @@ impl FloodControl {
         limit: &Option<Limit<IpAddr>>,
         ip: Option<IpAddr>,
     ) -> Result<(), FloodRefusal> {
+        self.check_ip_n(limit, ip, NonZeroU32::MIN)
+    }
+
+    /// Takes `n` tokens of `limit` for `ip` (unknown: not limited per IP).
+    fn check_ip_n(
+        &self,
+        limit: &Option<Limit<IpAddr>>,
+        ip: Option<IpAddr>,
+        n: NonZeroU32,
+    ) -> Result<(), FloodRefusal> {
         match ip {
-            Some(ip) => guarded(&self.ip_penalties, "address", limit, &ip_key(ip)),
+            Some(ip) => guarded_n(&self.ip_penalties, "address", limit, &ip_key(ip), n),
             None => Ok(()),
         }
     }

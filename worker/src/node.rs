@@ -25,6 +25,7 @@ use crate::config::NodeConfig;
 use crate::pool::JobPool;
 use crate::replay::ReplayGuard;
 use crate::store::ModuleStore;
+use scheduler_lib::client::MAX_BATCH_JOBS;
 
 /// Errors starting or running a node.
 #[derive(Debug, thiserror::Error)]
@@ -946,9 +947,6 @@ fn batch_reply(index: usize, answer: Result<pb::ExecuteResponse, Status>) -> pb:
 
 /// `ExecuteBatch` calls a node serves at once, per job slot.
 const BATCHES_PER_SLOT: usize = 4;
-
-/// Most jobs one `ExecuteBatch` call may carry.
-pub const MAX_BATCH_JOBS: usize = 256;
 
 /// How long a job of a batch waits for a free slot (and for its
 /// submitter's share of the slots) before it is refused as busy.
